@@ -11,6 +11,6 @@ os.environ.setdefault("DEX_SEED", "7")
 os.environ.setdefault("ORDER_RATE_LIMIT", "0")
 os.environ.setdefault("ORDER_RETRY_BACKOFF_SECONDS", "0.05")
 
-from config.settings import *  # noqa: E402,F403
+from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

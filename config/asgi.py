@@ -1,0 +1,37 @@
+"""ASGI entry point: HTTP through Django, WebSocket through Channels (served by daphne)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from orders.routing import websocket_urlpatterns  # noqa: E402
+
+
+class BrowserOriginValidator(OriginValidator):
+    """Browsers always send Origin, so a cross-site page is refused when its origin is not ours.
+    Programs (trading bots, the benchmark) send none and authenticate otherwise: let them in."""
+
+    def valid_origin(self, parsed_origin):  # type: ignore[no-untyped-def]
+        if parsed_origin is None:
+            return True
+        return super().valid_origin(parsed_origin)
+
+
+allowed_origins = settings.WEBSOCKET_ALLOWED_ORIGINS or settings.ALLOWED_HOSTS
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": BrowserOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), allowed_origins
+        ),
+    }
+)

@@ -1,0 +1,60 @@
+"""The Redis copy of every live order, so `GET /api/orders/<id>` of an active order costs no
+query. The order document and its events live in two keys with a one-hour TTL; a terminal order
+is dropped from the cache and served from PostgreSQL. Redis may be emptied at any moment: a miss
+simply reads the database."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+from django.conf import settings
+
+from engine.redis import redis_client
+
+logger = logging.getLogger(__name__)
+
+
+def _keys(order_id: str) -> tuple[str, str]:
+    return f"oe:order:{order_id}", f"oe:order:{order_id}:events"
+
+
+def order_cache_store(order: dict[str, Any], events: list[dict[str, Any]], *, live: bool) -> None:
+    doc_key, events_key = _keys(order["orderId"])
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        if live:
+            ttl = settings.ORDER_CACHE_TTL_SECONDS
+            pipe.set(doc_key, json.dumps(order, separators=(",", ":")), ex=ttl)
+            if events:
+                pipe.zadd(
+                    events_key, {json.dumps(e, separators=(",", ":")): e["seq"] for e in events}
+                )
+            pipe.expire(events_key, ttl)
+        else:
+            pipe.delete(doc_key, events_key)
+        pipe.execute()
+    except redis.RedisError:
+        logger.warning("order cache write failed order=%s", order["orderId"], exc_info=True)
+
+
+def order_cache_get(order_id: str) -> dict[str, Any] | None:
+    doc_key, events_key = _keys(order_id)
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.get(doc_key)
+        pipe.zrange(events_key, 0, -1)
+        doc, events = pipe.execute()
+    except redis.RedisError:
+        return None
+    if doc is None:
+        return None
+    order = json.loads(doc)
+    parsed = [json.loads(e) for e in events]
+    # The cache must never show less than the client could have seen: a gap means it is stale.
+    if not parsed or [e["seq"] for e in parsed] != list(range(1, len(parsed) + 1)):
+        return None
+    order["events"] = parsed
+    return order

@@ -1,0 +1,326 @@
+"""The execution pipeline: advance one order from wherever it stands.
+
+`order_execute` is safe to call any number of times, concurrently, and after any crash: it reads
+the order's persisted state and performs the next step. Each step does its slow work (quoting,
+building, waiting for the chain) outside any lock, then commits its result with a compare-and-set
+on the locked row (the status and attempt it started from). A second delivery of the same task
+therefore loses every race harmlessly, and only a transaction that was persisted is ever sent.
+
+An order is swapped at most once: a new attempt starts only after the chain has said that the
+previous attempt's signature failed, or that it never saw it (and it is never sent again).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from uuid import UUID
+
+from dex.chain import signature_status, transaction_build, transaction_send
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from dex.router import route_best
+from dex.tokens import from_units, to_units, token_get
+from dex.types import (
+    DexError,
+    Quote,
+    SignatureStatus,
+    Transaction,
+    TransientChainError,
+)
+from engine.formatting import decimal_str, iso
+from engine.ratelimit import rate_reserve
+from engine.transitions import order_transition
+from orders.models import Order, OrderStatus, OrderType
+
+logger = logging.getLogger("engine.pipeline")
+
+#: A delivery that arrives this much before its scheduled time is a duplicate: ignore it.
+EARLY_TOLERANCE = timedelta(seconds=1)
+#: How long a step may sleep in place waiting for the chain before handing back to the queue.
+MAX_INLINE_WAIT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the task should do next: nothing (`run_at` None) or run again at `run_at`."""
+
+    run_at: datetime | None = None
+    reason: str = ""
+
+
+DONE = Outcome()
+
+
+def order_execute(order_id: UUID) -> Outcome:
+    """Advance the order until it is terminal, waiting for a trigger, or due later."""
+    for _ in range(50):  # every pass commits a step or waits; the bound only stops a bug looping
+        order = Order.objects.filter(pk=order_id).first()
+        if order is None:
+            return DONE
+        outcome = _advance(order)
+        if outcome is not None:
+            return outcome
+    logger.error("pipeline made no progress order=%s", order_id)
+    return Outcome(run_at=timezone.now() + timedelta(seconds=5), reason="no progress")
+
+
+def _advance(order: Order) -> Outcome | None:
+    match order.status:
+        case OrderStatus.PENDING:
+            if order.order_type != OrderType.MARKET and order.triggered_at is None:
+                return DONE  # the watcher dispatches it when its condition is met
+            return _when_due(order, reserve_slot=True) or _route(order)
+        case OrderStatus.FAILED:
+            if order.next_attempt_at is None:
+                return DONE
+            return _when_due(order, reserve_slot=False) or _route(order)
+        case OrderStatus.ROUTING:
+            return _build(order)
+        case OrderStatus.BUILDING:
+            return _submit(order)
+        case OrderStatus.SUBMITTED:
+            return _settle(order)
+        case _:
+            return DONE
+
+
+def _when_due(order: Order, *, reserve_slot: bool) -> Outcome | None:
+    """None when the order may start its next attempt now; otherwise when to come back."""
+    now = timezone.now()
+    if order.next_attempt_at is None:
+        if not reserve_slot:
+            return None
+        wait = rate_reserve()
+        if wait <= 0:
+            return None
+        run_at = now + timedelta(seconds=wait)
+        claimed = Order.objects.filter(
+            pk=order.pk, status=order.status, next_attempt_at__isnull=True
+        ).update(next_attempt_at=run_at)
+        return Outcome(run_at=run_at, reason="rate limit") if claimed else Outcome(run_at=now)
+    if order.next_attempt_at - now > EARLY_TOLERANCE:
+        return DONE  # a duplicate delivery: the scheduled one will come
+    delay = (order.next_attempt_at - now).total_seconds()
+    if delay > 0:
+        time.sleep(delay)
+    return None
+
+
+def _locked(order: Order, *, status: str, attempts: int | None = None) -> Order | None:
+    """The order's row, locked, if it is still where this step found it."""
+    locked = Order.objects.select_for_update().get(pk=order.pk)
+    if locked.status != status or (attempts is not None and locked.attempts != attempts):
+        return None
+    return locked
+
+
+def _min_amount_out(order: Order, quote: Quote) -> int:
+    if order.order_type == OrderType.LIMIT and order.limit_price is not None:
+        floor = order.amount_in * order.limit_price
+        return to_units(
+            floor.quantize(Decimal(1).scaleb(-quote.token_out.decimals), rounding="ROUND_CEILING"),
+            quote.token_out,
+        )
+    keep = Decimal(10_000 - order.slippage_bps) / Decimal(10_000)
+    return int((Decimal(quote.amount_out) * keep).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def _route(order: Order) -> Outcome | None:
+    attempt = order.attempts + 1
+    try:
+        token_in, token_out = token_get(order.token_in), token_get(order.token_out)
+        decision = route_best(
+            token_in=token_in, token_out=token_out, amount_in=to_units(order.amount_in, token_in)
+        )
+    except DexError as error:
+        with transaction.atomic():
+            locked = _locked(order, status=order.status, attempts=order.attempts)
+            if locked is None:
+                return None
+            return _fail(locked, error, attempts=attempt)
+    best = decision.best
+    min_out = _min_amount_out(order, best)
+    public = {
+        **best.to_dict(legs=True),
+        "minAmountOut": decimal_str(from_units(min_out, token_out)),
+    }
+    with transaction.atomic():
+        locked = _locked(order, status=order.status, attempts=order.attempts)
+        if locked is None:
+            return None
+        order_transition(
+            locked,
+            OrderStatus.ROUTING,
+            attempts=attempt,
+            next_attempt_at=None,
+            selected_dex=best.dex,
+            tx_hash="",
+            transaction=None,
+            quote={"public": public, "state": best.to_state(), "minAmountOut": str(min_out)},
+            error="",
+            error_code="",
+            payload={
+                "quotes": [q.to_dict(legs=False) for q in decision.quotes],
+                "selectedDex": best.dex,
+                "quote": public,
+                "reason": decision.reason,
+            },
+        )
+    return None
+
+
+def _build(order: Order) -> Outcome | None:
+    quote = Quote.from_state(order.quote["state"])
+    tx = transaction_build(
+        wallet=order.wallet_address,
+        quote=quote,
+        min_amount_out=int(order.quote["minAmountOut"]),
+        reference=f"{order.pk}:{order.attempts}",
+    )
+    with transaction.atomic():
+        locked = _locked(order, status=OrderStatus.ROUTING, attempts=order.attempts)
+        if locked is None:
+            return None
+        order_transition(
+            locked,
+            OrderStatus.BUILDING,
+            transaction=tx.to_state(),
+            payload={
+                "selectedDex": locked.selected_dex,
+                "quote": locked.quote["public"],
+                "transaction": tx.summary(),
+            },
+        )
+    return None
+
+
+def _submit(order: Order) -> Outcome | None:
+    """Persist the signature before the transaction leaves: whatever happens next, the engine
+    knows what to ask the chain about."""
+    with transaction.atomic():
+        locked = _locked(order, status=OrderStatus.BUILDING, attempts=order.attempts)
+        if locked is None:
+            return None
+        signature = locked.transaction["signature"]
+        order_transition(
+            locked,
+            OrderStatus.SUBMITTED,
+            tx_hash=signature,
+            payload={
+                "txHash": signature,
+                "selectedDex": locked.selected_dex,
+                "quote": locked.quote["public"],
+            },
+        )
+    return None
+
+
+def _settle(order: Order) -> Outcome | None:
+    """Ask the chain about the submitted signature: confirm, fail, send, or wait."""
+    tx = Transaction.from_state(order.transaction)
+    with transaction.atomic():
+        locked = _locked(order, status=OrderStatus.SUBMITTED, attempts=order.attempts)
+        if locked is None or locked.tx_hash != tx.signature:
+            return None
+        status = signature_status(tx.signature)  # lands it now if due, in this transaction
+        if status.state == "landed":
+            _confirm(locked, tx, status)
+            return DONE
+        if status.state == "failed":
+            return _fail(locked, status.error or TransientChainError("transaction failed"))
+        if status.state == "unknown" and timezone.now() >= tx.last_valid_at:
+            return _fail(
+                locked,
+                TransientChainError(
+                    "the transaction expired before it was seen by the chain",
+                    code="blockhash_expired",
+                ),
+            )
+    if status.state == "unknown":
+        try:
+            lands_at = transaction_send(tx)  # the same signature: sending twice is harmless
+        except TransientChainError as error:
+            return _abandon_unsent(order, tx, error)
+        return _wait_until(lands_at)
+    return _wait_until(status.retry_at)
+
+
+def _abandon_unsent(order: Order, tx: Transaction, error: DexError) -> Outcome | None:
+    """The send failed. If the chain has the transaction after all, keep waiting for it;
+    if it never saw it, fail this attempt: the transaction is never sent again."""
+    with transaction.atomic():
+        locked = _locked(order, status=OrderStatus.SUBMITTED, attempts=order.attempts)
+        if locked is None or locked.tx_hash != tx.signature:
+            return None
+        status = signature_status(tx.signature)
+        if status.state == "unknown":
+            return _fail(locked, error)
+    return None
+
+
+def _wait_until(when: datetime | None) -> Outcome | None:
+    if when is None:
+        return None
+    delay = (when - timezone.now()).total_seconds()
+    if delay > MAX_INLINE_WAIT:
+        return Outcome(run_at=when, reason="waiting for the chain")
+    if delay > 0:
+        time.sleep(delay)
+    return None
+
+
+def _confirm(order: Order, tx: Transaction, status: SignatureStatus) -> None:
+    quote = tx.quote
+    amount_out = from_units(status.amount_out or 0, quote.token_out)
+    price = amount_out / order.amount_in if order.amount_in else None
+    order_transition(
+        order,
+        OrderStatus.CONFIRMED,
+        amount_out=amount_out,
+        executed_price=price,
+        payload={
+            "txHash": tx.signature,
+            "selectedDex": order.selected_dex,
+            "executedPrice": decimal_str(price.quantize(Decimal("1e-12")).normalize())
+            if price is not None
+            else None,
+            "amountOut": decimal_str(amount_out),
+        },
+    )
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with jitter: base·2^(n-1), plus up to a quarter of it at random."""
+    base = settings.ORDER_RETRY_BACKOFF_SECONDS * (2 ** max(attempt - 1, 0))
+    base = min(base, settings.ORDER_RETRY_BACKOFF_MAX_SECONDS)
+    return base + random.uniform(0, base / 4)
+
+
+def _fail(order: Order, error: DexError, *, attempts: int | None = None) -> Outcome:
+    """Record a failed attempt on a locked order; schedule another when it is worth one."""
+    attempts = order.attempts if attempts is None else attempts
+    retry = error.transient and attempts < order.max_attempts
+    next_at = timezone.now() + timedelta(seconds=retry_delay(attempts)) if retry else None
+    order_transition(
+        order,
+        OrderStatus.FAILED,
+        attempts=attempts,
+        error=error.message,
+        error_code=error.code,
+        next_attempt_at=next_at,
+        payload={
+            "error": error.message,
+            "errorCode": error.code,
+            "willRetry": retry,
+            "nextAttemptAt": iso(next_at),
+            **({"txHash": order.tx_hash} if order.tx_hash else {}),
+        },
+    )
+    return Outcome(run_at=next_at, reason="retry") if retry else DONE

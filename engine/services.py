@@ -1,0 +1,206 @@
+"""Every write the faces ask of the engine: submit, cancel, requeue. Keyword-only, typed, atomic;
+they raise `OrderError`s and never HTTP errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from dex.router import market_load
+from dex.tokens import to_units, token_get
+from dex.types import DexError, NoRouteError
+from engine.errors import IdempotencyConflict, OrderConflict, OrderNotFound, OrderRejected
+from engine.tasks import order_dispatch
+from engine.transitions import order_transition
+from orders.models import Order, OrderEvent, OrderStatus, OrderType
+
+logger = logging.getLogger("engine.services")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A validated submission: well-formed fields, known tokens (as symbols)."""
+
+    wallet_address: str
+    token_in: str
+    token_out: str
+    amount_in: Decimal
+    order_type: str = OrderType.MARKET
+    slippage_bps: int = 100
+    limit_price: Decimal | None = None
+    expires_at: datetime | None = None
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_routable(request: OrderRequest) -> None:
+    """A market or limit order must have a route now; a sniper order waits for one."""
+    if request.order_type == OrderType.SNIPER:
+        return
+    token_in, token_out = token_get(request.token_in), token_get(request.token_out)
+    try:
+        market_load([(token_in, token_out)]).route(
+            token_in=token_in, token_out=token_out, amount_in=to_units(request.amount_in, token_in)
+        )
+    except NoRouteError as error:
+        raise OrderRejected(
+            f"no venue can route {request.token_in} to {request.token_out}",
+            code="no_route",
+            details={"tokenIn": request.token_in, "tokenOut": request.token_out},
+        ) from error
+    except DexError as error:
+        raise OrderRejected(error.message, code=error.code) from error
+
+
+def order_submit(
+    *, request: OrderRequest, idempotency_key: str | None = None
+) -> tuple[Order, bool]:
+    """Create the order and its first event; dispatch it after the commit.
+
+    Returns `(order, created)`: a replay of an `Idempotency-Key` returns the original order.
+    """
+    fingerprint = request.fingerprint()
+    if idempotency_key:
+        existing = _idempotent_replay(request.wallet_address, idempotency_key, fingerprint)
+        if existing is not None:
+            return existing, False
+    _check_routable(request)
+    expires_at = request.expires_at
+    if request.order_type != OrderType.MARKET and expires_at is None:
+        expires_at = timezone.now() + timedelta(hours=settings.ORDER_LIMIT_DEFAULT_TTL_HOURS)
+    try:
+        with transaction.atomic():
+            order = Order(
+                wallet_address=request.wallet_address,
+                token_in=request.token_in,
+                token_out=request.token_out,
+                amount_in=request.amount_in,
+                order_type=request.order_type,
+                slippage_bps=request.slippage_bps,
+                limit_price=request.limit_price,
+                expires_at=expires_at,
+                max_attempts=settings.ORDER_MAX_ATTEMPTS,
+                idempotency_key=idempotency_key or None,
+                request_fingerprint=fingerprint,
+                last_seq=1,
+            )
+            order.save(force_insert=True)
+            _record_created(order)
+            if order.order_type == OrderType.MARKET:
+                order_dispatch(order.pk)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # Two requests with one key raced: the first insert won, answer as a replay.
+        existing = _idempotent_replay(request.wallet_address, idempotency_key, fingerprint)
+        if existing is None:
+            raise
+        return existing, False
+    logger.info(
+        "submitted order=%s type=%s pair=%s/%s amount=%s",
+        order.pk,
+        order.order_type,
+        order.token_in,
+        order.token_out,
+        order.amount_in,
+    )
+    return order, True
+
+
+def _record_created(order: Order) -> None:
+    """The first event, `pending`, written with the order (no transition leads to it)."""
+    from engine.cache import order_cache_store
+    from engine.events import events_publish
+    from engine.wire import event_public, event_to_wire, order_to_dict
+
+    event = OrderEvent.objects.create(
+        order=order,
+        seq=1,
+        status=OrderStatus.PENDING,
+        attempt=0,
+        payload={},
+        created_at=order.created_at,
+    )
+    wire, public, snapshot = event_to_wire(event), event_public(event), order_to_dict(order)
+
+    def after_commit() -> None:
+        events_publish([wire])
+        order_cache_store(snapshot, [public], live=True)
+
+    transaction.on_commit(after_commit)
+
+
+def _idempotent_replay(wallet: str, key: str, fingerprint: str) -> Order | None:
+    existing = Order.objects.filter(wallet_address=wallet, idempotency_key=key).first()
+    if existing is None:
+        return None
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different request",
+            details={"idempotencyKey": key, "orderId": str(existing.pk)},
+        )
+    return existing
+
+
+def _get_locked(order_id: UUID | str) -> Order:
+    try:
+        return Order.objects.select_for_update().get(pk=order_id)
+    except (Order.DoesNotExist, ValueError) as error:
+        raise OrderNotFound(f"no order {order_id}") from error
+
+
+def order_cancel(*, order_id: UUID | str, reason: str = "cancelled by the client") -> Order:
+    """Cancel an order that has not started routing (the row lock decides any race)."""
+    with transaction.atomic():
+        order = _get_locked(order_id)
+        if order.status != OrderStatus.PENDING:
+            raise OrderConflict(
+                f"the order is {order.status}: only a pending order can be cancelled",
+                details={"status": order.status},
+            )
+        order_transition(
+            order, OrderStatus.CANCELLED, next_attempt_at=None, payload={"reason": reason}
+        )
+    return order
+
+
+def order_requeue(*, order_id: UUID | str, by: str = "") -> Order:
+    """Send a failed or expired order back to pending, history kept, and dispatch it again."""
+    with transaction.atomic():
+        order = _get_locked(order_id)
+        if order.status not in (OrderStatus.FAILED, OrderStatus.EXPIRED):
+            raise OrderConflict(
+                f"the order is {order.status}: only a failed or expired order can be requeued",
+                details={"status": order.status},
+            )
+        fields: dict[str, Any] = {
+            "next_attempt_at": None,
+            "max_attempts": order.attempts + settings.ORDER_MAX_ATTEMPTS,
+            "error": "",
+            "error_code": "",
+        }
+        if order.order_type != OrderType.MARKET:
+            # A limit or sniper order waits for its condition again, with a fresh expiry.
+            fields["triggered_at"] = None
+            fields["expires_at"] = timezone.now() + timedelta(
+                hours=settings.ORDER_LIMIT_DEFAULT_TTL_HOURS
+            )
+        order_transition(
+            order, OrderStatus.PENDING, payload={"requeuedBy": by} if by else {}, **fields
+        )
+        if order.order_type == OrderType.MARKET:
+            order_dispatch(order.pk)
+    logger.info("requeued order=%s by=%s", order.pk, by or "-")
+    return order

@@ -1,0 +1,63 @@
+"""Celery tasks: another interface onto the engine, like the views. A task takes ids, calls the
+engine and schedules itself again when the engine says when."""
+
+from __future__ import annotations
+
+import logging
+from uuid import UUID
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from engine.pipeline import order_execute
+
+logger = logging.getLogger("engine.tasks")
+
+
+@shared_task(
+    bind=True,
+    name="engine.execute_order",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    ignore_result=True,
+)
+def execute_order_task(self, order_id: str) -> str:  # type: ignore[no-untyped-def]
+    outcome = order_execute(UUID(order_id))
+    if outcome.run_at is None:
+        return "done"
+    countdown = max((outcome.run_at - timezone.now()).total_seconds(), 0.0)
+    # A retry of this task (visible as such in Flower): the order's own state, not Celery's
+    # retry counter, decides what the next run does.
+    raise self.retry(kwargs={"order_id": order_id}, args=(), countdown=countdown)
+
+
+def order_dispatch(order_id: str | UUID, *, countdown: float | None = None) -> None:
+    """Queue the order for execution once the current transaction commits."""
+    key = str(order_id)
+    transaction.on_commit(
+        lambda: execute_order_task.apply_async(kwargs={"order_id": key}, countdown=countdown)
+    )
+
+
+@shared_task(name="engine.reconcile_orders", ignore_result=True)
+def reconcile_orders_task() -> int:
+    from engine.reconciler import orders_reconcile
+
+    return orders_reconcile(stale_after=settings.ORDER_STALE_SECONDS)
+
+
+@shared_task(name="engine.watch_orders", ignore_result=True, expires=5)
+def watch_orders_task() -> int:
+    from engine.watcher import orders_watch
+
+    return len(orders_watch())
+
+
+@shared_task(name="engine.expire_orders", ignore_result=True, expires=10)
+def expire_orders_task() -> int:
+    from engine.watcher import orders_expire
+
+    return orders_expire()

@@ -1,0 +1,64 @@
+"""Guards in front of every view: bodies over 16 KiB are refused before they are read, and a
+database or Redis outage answers 503 with a JSON body instead of a 500."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from orders.errors import error_body
+
+logger = logging.getLogger("orders.middleware")
+
+
+class RequestGuardMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.MAX_REQUEST_BYTES:
+            return JsonResponse(
+                error_body(
+                    "payload_too_large",
+                    f"the request body is {length} bytes; the limit is "
+                    f"{settings.MAX_REQUEST_BYTES}",
+                ),
+                status=413,
+            )
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, OperationalError | InterfaceError | DatabaseError):
+            logger.warning("database unavailable path=%s error=%s", request.path, exception)
+            return _unavailable("database", exception)
+        if isinstance(exception, redis.RedisError):
+            logger.warning("redis unavailable path=%s error=%s", request.path, exception)
+            return _unavailable("redis", exception)
+        return None
+
+
+def _unavailable(dependency: str, exception: Exception) -> JsonResponse:
+    response = JsonResponse(
+        error_body(
+            "service_unavailable",
+            f"the {dependency} is unavailable; try again shortly",
+            {
+                "dependency": dependency,
+                "reason": str(exception).strip().splitlines()[0][:200]
+                if str(exception).strip()
+                else type(exception).__name__,
+            },
+        ),
+        status=503,
+    )
+    response["Retry-After"] = "5"
+    return response

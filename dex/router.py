@@ -81,6 +81,12 @@ class _Side:
             return None
         return raydium.amount_out(self._x, self._y, amount, self._rate)
 
+    def capacity(self) -> int:
+        """The largest input this pool can fill (builds a Meteora ladder to its end)."""
+        if self._ladder is None:
+            return self.cap
+        return self._ladder.capacity()
+
     def detail(self, amount: int) -> tuple[int, int] | None:
         """(out, fee in the input token) or None when this pool cannot fill `amount`."""
         if self._ladder is None:
@@ -111,6 +117,12 @@ def _best_split(first: _Side, second: _Side, amount: int) -> tuple[int, int] | N
         return one + two
 
     lo, hi = 0, amount
+    if first.out(amount) is None or second.out(amount) is None:
+        # A pool that cannot fill it all bounds the split: search only where both can.
+        lo = max(0, amount - second.capacity())
+        hi = min(amount, first.capacity())
+        if lo > hi:
+            return None
     tolerance = max(amount >> _SPLIT_RESOLUTION_SHIFT, 2)
     c = hi - (hi - lo) * (_GOLDEN_DEN - _GOLDEN_NUM) // _GOLDEN_DEN
     d = lo + (hi - lo) * (_GOLDEN_DEN - _GOLDEN_NUM) // _GOLDEN_DEN
@@ -118,7 +130,6 @@ def _best_split(first: _Side, second: _Side, amount: int) -> tuple[int, int] | N
     fc, fd = total(c), total(d)
     seen = {c: fc, d: fd}
     while hi - lo > tolerance and c < d:
-        # An infeasible point (-1) sits at an end where one venue runs dry: move away from it.
         if fc >= fd:
             hi, d, fd = d, c, fc
             c = hi - (hi - lo) * (_GOLDEN_DEN - _GOLDEN_NUM) // _GOLDEN_DEN
@@ -129,6 +140,9 @@ def _best_split(first: _Side, second: _Side, amount: int) -> tuple[int, int] | N
             d = lo + (hi - lo) * (_GOLDEN_DEN - _GOLDEN_NUM) // _GOLDEN_DEN
             fd = total(d)
             seen[d] = fd
+    for end in (lo, hi):  # the optimum may sit on a bound (one pool at its capacity)
+        if end not in seen:
+            seen[end] = total(end)
     best_a = max(seen, key=seen.__getitem__)
     if seen[best_a] < 0:
         return None

@@ -1,19 +1,26 @@
-"""Publishing order events: after the commit that wrote them, to the channel-layer groups of the
-order and of the firehose, and into the Redis copy of the active order.
+"""What happens after a commit: events published to the channel layer, the Redis copy of the
+order refreshed, tasks dispatched.
 
-The channel layer is a best-effort fan-out (clients replay from PostgreSQL), so publishing never
-blocks or fails the pipeline: messages go to one long-lived event loop per process, which keeps
-its Redis connections open instead of opening new ones for every event.
+None of it may slow the request or the pipeline step that caused it, and none of it may happen
+before the commit. So each process has one daemon thread, the *outbox*, that runs these side
+effects in the order they were committed. It owns an event loop for the channel layer, which
+keeps its Redis connections open instead of opening new ones per event.
+
+All of it is best effort by design: PostgreSQL is the truth. A lost publish is healed by the
+WebSocket replay, a lost cache write by the read-through to PostgreSQL, a lost dispatch by the
+reconciler.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import os
+import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -38,64 +45,86 @@ def event_message(wire: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _Publisher:
-    """A daemon thread running an event loop, fed with group sends from synchronous code."""
+class Outbox:
+    """A FIFO of side effects run by one daemon thread per process (re-created after a fork)."""
 
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: queue.Queue[Callable[[], Any] | list[dict[str, Any]]] = queue.Queue()
         self._pid: int | None = None
         self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+    def _ensure_thread(self) -> None:
+        if self._pid == os.getpid():
+            return
         with self._lock:
-            if self._loop is None or self._pid != os.getpid():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="event-publisher", daemon=True
-                )
-                thread.start()
-                self._loop, self._pid = loop, os.getpid()
-            return self._loop
+            if self._pid != os.getpid():
+                self._queue = queue.Queue()
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._run, name="outbox", daemon=True).start()
+                self._pid = os.getpid()
 
-    def publish(self, messages: Iterable[dict[str, Any]]) -> None:
-        batch = list(messages)
-        if batch:
-            asyncio.run_coroutine_threadsafe(_send_all(batch), self._ensure_loop())
+    def run(self, effect: Callable[[], Any]) -> None:
+        """Run a synchronous side effect on the outbox thread, after those queued before it."""
+        self._ensure_thread()
+        self._queue.put(effect)
+
+    def publish(self, messages: list[dict[str, Any]]) -> None:
+        if messages:
+            self._ensure_thread()
+            self._queue.put(messages)
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait until everything published so far has been handed to Redis (tests, shutdown)."""
-        if self._loop is not None and self._pid == os.getpid():
-            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self._loop).result(timeout)
-            future = asyncio.run_coroutine_threadsafe(_drain(), self._loop)
-            future.result(timeout)
+        """Wait until everything queued so far is done (tests, shutdown)."""
+        if self._pid != os.getpid():
+            return
+        done = threading.Event()
+        self._queue.put(done.set)
+        done.wait(timeout)
+
+    def _run(self) -> None:
+        assert self._loop is not None
+        asyncio.set_event_loop(self._loop)
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while len(batch) < 256:  # whatever is already waiting goes out together
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            messages = [m for i in batch if isinstance(i, list) for m in i]
+            try:
+                if messages:
+                    self._loop.run_until_complete(_send_all(messages))
+            except Exception:
+                logger.warning("publishing %d events failed", len(messages), exc_info=True)
+            for effect in batch:
+                if callable(effect):
+                    try:
+                        effect()
+                    except Exception:
+                        logger.warning("after-commit effect failed", exc_info=True)
 
 
-_pending: set[asyncio.Task[None]] = set()
-
-
-async def _send_all(batch: list[dict[str, Any]]) -> None:
+async def _send_all(messages: list[dict[str, Any]]) -> None:
+    """Send in commit order within an order; different orders may go out concurrently."""
     layer = get_channel_layer()
-    for message in batch:
-        try:
-            await asyncio.gather(
-                layer.group_send(order_group(message["order_id"]), message),
-                layer.group_send(FIREHOSE_GROUP, message),
-            )
-        except Exception:  # the fan-out is best effort: clients replay from the database
-            logger.warning(
-                "publish failed order=%s seq=%s", message["order_id"], message["seq"], exc_info=True
-            )
+    by_order: dict[str, list[dict[str, Any]]] = {}
+    for message in messages:
+        by_order.setdefault(message["order_id"], []).append(message)
+
+    async def send_in_order(order_id: str, items: list[dict[str, Any]]) -> None:
+        for message in items:
+            await layer.group_send(order_group(order_id), message)
+            await layer.group_send(FIREHOSE_GROUP, message)
+
+    await asyncio.gather(*(send_in_order(k, v) for k, v in by_order.items()))
 
 
-async def _drain() -> None:
-    current = asyncio.current_task()
-    others = [t for t in asyncio.all_tasks() if t is not current]
-    if others:
-        await asyncio.wait(others, timeout=5)
-
-
-publisher = _Publisher()
+outbox = Outbox()
+atexit.register(outbox.flush, 2.0)
 
 
 def events_publish(wires: Iterable[dict[str, Any]]) -> None:
-    publisher.publish(event_message(w) for w in wires)
+    outbox.publish([event_message(w) for w in wires])

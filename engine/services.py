@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -21,7 +22,7 @@ from dex.tokens import to_units, token_get
 from dex.types import DexError, NoRouteError
 from engine.errors import IdempotencyConflict, OrderConflict, OrderNotFound, OrderRejected
 from engine.tasks import order_dispatch
-from engine.transitions import order_transition
+from engine.transitions import event_announce, order_transition
 from orders.models import Order, OrderEvent, OrderStatus, OrderType
 
 logger = logging.getLogger("engine.services")
@@ -45,13 +46,29 @@ class OrderRequest:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+#: How stale the market snapshot used to vet submissions may be. Vetting only refuses what no
+#: venue could fill; execution quotes the live pools again.
+MARKET_SNAPSHOT_SECONDS = 1.0
+_snapshots: dict[tuple[str, str], tuple[float, Any]] = {}
+
+
+def _market_snapshot(token_in: Any, token_out: Any) -> Any:
+    key = (token_in.symbol, token_out.symbol)
+    now = time.monotonic()
+    cached = _snapshots.get(key)
+    if cached is None or now - cached[0] > MARKET_SNAPSHOT_SECONDS:
+        cached = (now, market_load([(token_in, token_out)]))
+        _snapshots[key] = cached
+    return cached[1]
+
+
 def _check_routable(request: OrderRequest) -> None:
     """A market or limit order must have a route now; a sniper order waits for one."""
     if request.order_type == OrderType.SNIPER:
         return
     token_in, token_out = token_get(request.token_in), token_get(request.token_out)
     try:
-        market_load([(token_in, token_out)]).route(
+        _market_snapshot(token_in, token_out).route(
             token_in=token_in, token_out=token_out, amount_in=to_units(request.amount_in, token_in)
         )
     except NoRouteError as error:
@@ -97,7 +114,7 @@ def order_submit(
                 last_seq=1,
             )
             order.save(force_insert=True)
-            _record_created(order)
+            order.created_event = _record_created(order)  # type: ignore[attr-defined]
             if order.order_type == OrderType.MARKET:
                 order_dispatch(order.pk)
     except IntegrityError:
@@ -119,12 +136,8 @@ def order_submit(
     return order, True
 
 
-def _record_created(order: Order) -> None:
+def _record_created(order: Order) -> OrderEvent:
     """The first event, `pending`, written with the order (no transition leads to it)."""
-    from engine.cache import order_cache_store
-    from engine.events import events_publish
-    from engine.wire import event_public, event_to_wire, order_to_dict
-
     event = OrderEvent.objects.create(
         order=order,
         seq=1,
@@ -133,13 +146,8 @@ def _record_created(order: Order) -> None:
         payload={},
         created_at=order.created_at,
     )
-    wire, public, snapshot = event_to_wire(event), event_public(event), order_to_dict(order)
-
-    def after_commit() -> None:
-        events_publish([wire])
-        order_cache_store(snapshot, [public], live=True)
-
-    transaction.on_commit(after_commit)
+    event_announce(order, event)
+    return event
 
 
 def _idempotent_replay(wallet: str, key: str, fingerprint: str) -> Order | None:

@@ -4,6 +4,7 @@ engine and schedules itself again when the engine says when."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from uuid import UUID
 
 from celery import shared_task
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from engine.events import outbox
 from engine.pipeline import order_execute
 
 logger = logging.getLogger("engine.tasks")
@@ -35,11 +37,12 @@ def execute_order_task(self, order_id: str) -> str:  # type: ignore[no-untyped-d
 
 
 def order_dispatch(order_id: str | UUID, *, countdown: float | None = None) -> None:
-    """Queue the order for execution once the current transaction commits."""
-    key = str(order_id)
-    transaction.on_commit(
-        lambda: execute_order_task.apply_async(kwargs={"order_id": key}, countdown=countdown)
+    """Queue the order for execution once the current transaction commits (from the outbox
+    thread: the caller does not wait for the broker; a lost message is the reconciler's)."""
+    send = partial(
+        execute_order_task.apply_async, kwargs={"order_id": str(order_id)}, countdown=countdown
     )
+    transaction.on_commit(lambda: outbox.run(send))
 
 
 @shared_task(name="engine.reconcile_orders", ignore_result=True)

@@ -8,6 +8,7 @@ refreshed) only after the commit.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from engine.cache import order_cache_store
 from engine.errors import IllegalTransition
-from engine.events import events_publish
+from engine.events import event_message, outbox
 from engine.states import TERMINAL, transition_allowed
 from engine.wire import event_public, event_to_wire, order_to_dict
 from orders.models import Order, OrderEvent
@@ -67,14 +68,23 @@ def order_transition(
         order.attempts,
         f" error={order.error_code!r}" if status == "failed" else "",
     )
-    wire = event_to_wire(event)
-    snapshot = order_to_dict(order)
-    public = event_public(event)
-    live = not order_is_final(order)
+    event_announce(order, event)
+    return event
+
+
+def event_announce(order: Order, event: OrderEvent) -> None:
+    """After the commit: publish the event and refresh the order's Redis copy (on the outbox
+    thread, so neither delays the caller)."""
+    message = event_message(event_to_wire(event))
+    refresh = partial(
+        order_cache_store,
+        order_to_dict(order),
+        [event_public(event)],
+        live=not order_is_final(order),
+    )
 
     def after_commit() -> None:
-        events_publish([wire])
-        order_cache_store(snapshot, [public], live=live)
+        outbox.publish([message])
+        outbox.run(refresh)
 
     transaction.on_commit(after_commit)
-    return event

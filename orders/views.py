@@ -112,11 +112,11 @@ class OrderExecuteView(APIView):
                 {"Idempotency-Key": "at most 255 characters"},
             )
         order, created = order_submit(request=serializer.to_request(), idempotency_key=key)
-        return order_response(
-            order,
-            http_status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-            headers={"Location": f"/api/orders/{order.pk}"},
-        )
+        headers = {"Location": f"/api/orders/{order.pk}"}
+        if created:  # a new order has exactly its first event: no need to read it back
+            body = order_to_dict(order, [order.created_event])
+            return Response(body, status=status.HTTP_201_CREATED, headers=headers)
+        return order_response(order, headers=headers)
 
 
 def _json_object(data: Any) -> Any:

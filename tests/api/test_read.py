@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from engine.cache import order_cache_get
+from engine.events import outbox
 from orders.models import Order, OrderStatus
 from tests.engine.test_pipeline import run_to_end
 
@@ -30,11 +31,13 @@ def test_a_live_order_is_served_from_the_cache_and_a_finished_one_from_postgres(
     api, submit
 ) -> None:
     order = submit()
+    outbox.flush()  # the cache is written after the commit, off the request thread
     cached = order_cache_get(str(order.pk))
     assert cached is not None and cached["status"] == "pending"
     assert [e["seq"] for e in cached["events"]] == [1]
     assert api.get(f"/api/orders/{order.pk}").json() == cached
     run_to_end(order)
+    outbox.flush()
     assert order_cache_get(str(order.pk)) is None
     assert api.get(f"/api/orders/{order.pk}").json()["status"] == "confirmed"
 

@@ -8,10 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from dex.chain import transaction_send as real_send
 from django.test import override_settings
 from django.utils import timezone
 
+from dex.chain import transaction_send as real_send
 from dex.models import ChainTransaction
 from dex.types import InsufficientLiquidityError, TransientChainError
 from engine import pipeline

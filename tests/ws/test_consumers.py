@@ -13,13 +13,16 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from engine.events import publisher
+from engine.events import outbox
 from engine.services import OrderRequest, order_submit
 from orders.routing import websocket_urlpatterns
 from tests.conftest import make_wallet
 from tests.engine.test_pipeline import run_to_end
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.asyncio]
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.asyncio,
+]
 
 APP = URLRouter(websocket_urlpatterns)
 FULL = ["pending", "routing", "building", "submitted", "confirmed"]
@@ -41,7 +44,7 @@ def submit(amount: str = "1.5") -> Any:
 @database_sync_to_async
 def execute(order: Any) -> Any:
     order = run_to_end(order)
-    publisher.flush()
+    outbox.flush()
     return order
 
 

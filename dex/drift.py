@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 
 from dex import meteora, models
-from dex.pools import PoolSnapshot, pool_save, pools_by_address
+from dex.pools import PoolSnapshot, pool_save, pools_of_pair
 
 logger = logging.getLogger("dex.drift")
 
@@ -70,7 +70,9 @@ def _pool_price(pool: PoolSnapshot, decimals_a: int, decimals_b: int) -> Decimal
     return raw.scaleb(decimals_a - decimals_b)
 
 
-def _nudge(pool: PoolSnapshot, target: Decimal, decimals_a: int, decimals_b: int) -> None:
+def _nudge(
+    pool: PoolSnapshot, target: Decimal, decimals_a: int, decimals_b: int, spread_bps: int
+) -> None:
     """Move a pool halfway toward `target` (whole tokens), as an arbitrageur's trade would."""
     current = _pool_price(pool, decimals_a, decimals_b)
     if current <= 0:
@@ -80,52 +82,57 @@ def _nudge(pool: PoolSnapshot, target: Decimal, decimals_a: int, decimals_b: int
     if pool.dlmm is not None:
         target_id = meteora.bin_id_for_price(raw_goal, pool.dlmm.params.bin_step)
         state = meteora.shift_to(pool.dlmm, target_id)
-        pool_save(pool, reserve_a=state.reserve_x, reserve_b=state.reserve_y, dlmm=state)
+        pool_save(
+            pool,
+            reserve_a=state.reserve_x,
+            reserve_b=state.reserve_y,
+            dlmm=state,
+            spread_bps=spread_bps,
+        )
         return
     # Constant product: the arbitrage trade keeps k (fees aside) and lands the price on goal.
     k = pool.reserve_a * pool.reserve_b
     reserve_a = int((Decimal(k) / raw_goal).sqrt())
     if reserve_a <= 0:
         return
-    pool_save(pool, reserve_a=reserve_a, reserve_b=k // reserve_a, dlmm=None)
+    pool_save(pool, reserve_a=reserve_a, reserve_b=k // reserve_a, dlmm=None, spread_bps=spread_bps)
 
 
 def market_drift_step() -> int:
-    """One step for every pair: move its external price, then its pools. Returns pools moved."""
+    """One step for every pair: move its external price, then its pools. Returns pools moved.
+
+    One short transaction per pair, so a landing swap never waits for the whole market."""
     moved = 0
-    with transaction.atomic(), localcontext() as ctx:
-        ctx.prec = 50
-        prices = list(
-            models.PairPrice.objects.select_for_update()
-            .select_related("token_a", "token_b")
-            .order_by("id")
-        )
-        pool_rows = models.Pool.objects.filter(
-            token_a__in=[p.token_a_id for p in prices]
-        ).values_list("address", "token_a_id", "token_b_id")
-        by_pair: dict[tuple[int, int], list[str]] = {}
-        for address, a, b in pool_rows:
-            by_pair.setdefault((a, b), []).append(address)
-        # Lock every pool once, by id, as the chain's landings do: no deadlock between them.
-        snapshots = {p.address: p for p in pools_by_address([a for a, *_ in pool_rows], lock=True)}
-        for pair in prices:
-            a, b = pair.token_a, pair.token_b
-            name = f"{a.symbol}/{b.symbol}"
-            rng = _rng(name, pair.step)
-            sigma = _volatility_bps(a.symbol, b.symbol) / 10_000
-            # Geometric random walk; the float only draws the step, the price stays Decimal.
-            factor = Decimal(repr(math.exp(rng.gauss(0.0, sigma) - sigma * sigma / 2)))
-            pair.price = (pair.price * factor).quantize(Decimal(1).scaleb(-24))
-            pair.step += 1
-            pair.save(update_fields=["price", "step", "updated_at"])
-            pools = [snapshots[address] for address in by_pair.get((a.id, b.id), [])]
-            spreads = _wander_spreads(pools, rng)
-            for pool in pools:
-                target = pair.price * (1 + Decimal(spreads[pool.id]) / 10_000)
-                _nudge(pool, target, a.decimals, b.decimals)
-                moved += 1
+    for pair_id in models.PairPrice.objects.order_by("id").values_list("id", flat=True):
+        moved += _drift_pair(pair_id)
     logger.info("drift step pools_moved=%s", moved)
     return moved
+
+
+@transaction.atomic
+def _drift_pair(pair_id: int) -> int:
+    with localcontext() as ctx:
+        ctx.prec = 50
+        # Lock order: the pair, then its pools by id (landings lock pools by id too).
+        pair = (
+            models.PairPrice.objects.select_for_update(of=("self",))
+            .select_related("token_a", "token_b")
+            .get(pk=pair_id)
+        )
+        a, b = pair.token_a, pair.token_b
+        rng = _rng(f"{a.symbol}/{b.symbol}", pair.step)
+        sigma = _volatility_bps(a.symbol, b.symbol) / 10_000
+        # Geometric random walk; the float only draws the step, the price stays Decimal.
+        factor = Decimal(repr(math.exp(rng.gauss(0.0, sigma) - sigma * sigma / 2)))
+        pair.price = (pair.price * factor).quantize(Decimal(1).scaleb(-24))
+        pair.step += 1
+        pair.save(update_fields=["price", "step", "updated_at"])
+        pools = pools_of_pair(a.id, b.id, lock=True)
+        spreads = _wander_spreads(pools, rng)
+        for pool in pools:
+            target = pair.price * (1 + Decimal(spreads[pool.id]) / 10_000)
+            _nudge(pool, target, a.decimals, b.decimals, spreads[pool.id])
+        return len(pools)
 
 
 def _wander_spreads(pools: list[PoolSnapshot], rng: random.Random) -> dict[int, int]:
@@ -139,7 +146,5 @@ def _wander_spreads(pools: list[PoolSnapshot], rng: random.Random) -> dict[int, 
         second.id: second.spread_bps + rng.randint(-SPREAD_STEP_BPS, SPREAD_STEP_BPS),
     }
     if SPREAD_MIN_BPS <= abs(proposal[first.id] - proposal[second.id]) <= SPREAD_MAX_BPS:
-        for pool_id, spread in proposal.items():
-            models.Pool.objects.filter(pk=pool_id).update(spread_bps=spread)
         return proposal
     return spreads

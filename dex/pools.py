@@ -105,6 +105,13 @@ def pools_by_address(addresses: Iterable[str], *, lock: bool = False) -> list[Po
     return _load(models.Pool.objects.filter(address__in=list(set(addresses))), lock=lock)
 
 
+def pools_of_pair(token_a_id: int, token_b_id: int, *, lock: bool = False) -> list[PoolSnapshot]:
+    """The pools of one pair as stored (token_a, token_b), ordered by id."""
+    return _load(
+        models.Pool.objects.filter(token_a_id=token_a_id, token_b_id=token_b_id), lock=lock
+    )
+
+
 def pools_for_pairs(pairs: Iterable[tuple[str, str]]) -> list[PoolSnapshot]:
     """Pools for explicit pairs (either orientation), one query."""
     condition = Q(pk__in=[])
@@ -123,10 +130,17 @@ def _load(qs: Any, *, lock: bool) -> list[PoolSnapshot]:
 
 
 def pool_save(
-    snapshot: PoolSnapshot, *, reserve_a: int, reserve_b: int, dlmm: meteora.PoolState | None
+    snapshot: PoolSnapshot,
+    *,
+    reserve_a: int,
+    reserve_b: int,
+    dlmm: meteora.PoolState | None,
+    spread_bps: int | None = None,
 ) -> None:
-    """Write a pool's new state (the caller holds its row lock)."""
+    """Write a pool's new state in one UPDATE (the caller holds its row lock)."""
     fields: dict[str, Any] = {"reserve_a": reserve_a, "reserve_b": reserve_b}
+    if spread_bps is not None:
+        fields["spread_bps"] = spread_bps
     if dlmm is not None:
         fields.update(
             active_id=dlmm.active_id,

@@ -12,6 +12,7 @@ amounts (output is concave in input on both venues, so the sum is unimodal).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal, localcontext
@@ -193,6 +194,9 @@ class Market:
         for pool in pools:
             self._pairs.setdefault(frozenset((pool.symbol_a, pool.symbol_b)), []).append(pool)
         self._sides: dict[tuple[int, str], _Side] = {}
+        # The Meteora ladders grow lazily; a Market shared between threads (a cached snapshot
+        # in a threaded server) must not grow one from two threads at once.
+        self._lock = threading.Lock()
 
     @property
     def pools(self) -> list[PoolSnapshot]:
@@ -213,6 +217,10 @@ class Market:
 
     def route(self, *, token_in: Token, token_out: Token, amount_in: int) -> RoutingDecision:
         """The best route for `amount_in` base units of token_in, with every candidate."""
+        with self._lock:
+            return self._route(token_in=token_in, token_out=token_out, amount_in=amount_in)
+
+    def _route(self, *, token_in: Token, token_out: Token, amount_in: int) -> RoutingDecision:
         if amount_in <= 0:
             raise ValueError("amount_in must be a positive number of base units")
         if token_in.symbol == token_out.symbol:

@@ -220,3 +220,43 @@ def test_a_fixed_seed_makes_fates_and_latencies_reproducible() -> None:
     assert len(first.get("ok", [])) not in (0, 20)
     with override_settings(DEX_SEED=8, DEX_FAILURE_RATE=0.5):
         assert _fates(20) != first
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_racing_status_calls_land_a_transaction_exactly_once() -> None:
+    import threading
+
+    from django.db import connections
+
+    from dex import raydium
+
+    tx = _build("race:1")
+    (leg,) = tx.quote.legs
+    assert leg.dex == "raydium"
+    pool = models.Pool.objects.get(address=leg.pool)
+    expected = raydium.swap(int(pool.reserve_a), int(pool.reserve_b), leg.in_amount, pool.fee_rate)
+    transaction_send(tx)
+    barrier = threading.Barrier(4)
+    results = []
+
+    def ask() -> None:
+        try:
+            barrier.wait()
+            with transaction.atomic():
+                results.append(signature_status(tx.signature))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [s.state for s in results] == ["landed"] * 4
+    assert {s.amount_out for s in results} == {expected.amount_out}
+    pool.refresh_from_db()
+    # One swap's worth of change, not two.
+    assert (pool.reserve_a, pool.reserve_b) == (
+        expected.reserve_in_after,
+        expected.reserve_out_after,
+    )

@@ -94,3 +94,14 @@ def test_a_pool_pushed_by_a_trade_is_pulled_back() -> None:
     pool.refresh_from_db()
     assert pushed < _pool_price(pool)
     assert abs(_pool_price(pool) / seeded - 1) < abs(pushed / seeded - 1) / 2
+
+
+def test_a_drift_step_is_quick() -> None:
+    import time
+
+    market_drift_step()  # warm the bin-price cache, as a long-running beat worker has it
+    started = time.perf_counter()
+    market_drift_step()
+    elapsed = time.perf_counter() - started
+    print(f"drift step: {elapsed * 1000:.1f} ms wall for {models.Pool.objects.count()} pools")
+    assert elapsed < 0.5  # it holds every pool's lock: landings wait for it

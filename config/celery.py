@@ -8,4 +8,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("orderengine")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["engine"])
+app.autodiscover_tasks()  # every installed app's tasks.py: engine and dex

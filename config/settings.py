@@ -137,6 +137,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower sees tasks live
 CELERY_TASK_SEND_SENT_EVENT = False  # one broker round trip less per dispatch
 CELERY_TIMEZONE = "UTC"
+# Periodic work has its own queue, so the 1 s watcher never waits behind a backlog of orders.
+CELERY_TASK_ROUTES = {
+    "engine.watch_orders": {"queue": "periodic"},
+    "engine.expire_orders": {"queue": "periodic"},
+    "engine.reconcile_orders": {"queue": "periodic"},
+    "dex.tasks.market_drift_task": {"queue": "periodic"},
+}
 CELERY_BEAT_SCHEDULE = {
     "watch-waiting-orders": {"task": "engine.watch_orders", "schedule": 1.0},
     "expire-orders": {"task": "engine.expire_orders", "schedule": 5.0},
@@ -190,6 +197,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"OrderStatusEnum": "orders.models.OrderStatus.values"},
 }
 
 RATELIMIT_VIEW = "orders.errors.ratelimited_view"

@@ -190,7 +190,7 @@ def start_worker(
             "config",
             "worker",
             "--loglevel=INFO",
-            "--queues=orders",
+            "--queues=orders,periodic",
             f"--concurrency={concurrency}",
             f"--pool={pool}",
             f"--hostname={name}@%h",

@@ -10,8 +10,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest
 from django_ratelimit.core import get_usage
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +23,7 @@ from engine.cache import order_cache_get
 from engine.health import health_checks
 from engine.services import order_cancel, order_requeue, order_submit
 from engine.wire import order_to_dict
+from orders import schema
 from orders.errors import RateLimitedError, error_response
 from orders.selectors import (
     InvalidCursor,
@@ -40,14 +40,9 @@ from orders.serializers import (
 
 logger = logging.getLogger("orders.api")
 
-ERROR_SCHEMA = inline_serializer(
-    "Error",
-    {
-        "error": serializers.CharField(),
-        "message": serializers.CharField(),
-        "details": serializers.DictField(),
-    },
-)
+ERROR_SCHEMA = schema.ERROR
+#: Every endpoint that touches PostgreSQL or Redis answers 503 while either is down.
+UNAVAILABLE = {503: schema.UNAVAILABLE}
 
 
 def client_address(group: str, request: HttpRequest) -> str:
@@ -86,16 +81,24 @@ class OrderExecuteView(APIView):
 
     @extend_schema(
         request=OrderSubmitSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="the same key with the same body returns the original order",
+            )
+        ],
         responses={
-            201: OpenApiTypes.OBJECT,
-            200: OpenApiTypes.OBJECT,
+            201: schema.OrderSchema,
+            200: schema.OrderSchema,
             400: ERROR_SCHEMA,
             409: ERROR_SCHEMA,
             413: ERROR_SCHEMA,
             415: ERROR_SCHEMA,
             422: ERROR_SCHEMA,
             429: ERROR_SCHEMA,
+            **UNAVAILABLE,
         },
         summary="Submit a market, limit or sniper order",
     )
@@ -129,7 +132,7 @@ def _json_object(data: Any) -> Any:
 
 class OrderDetailView(APIView):
     @extend_schema(
-        responses={200: OpenApiTypes.OBJECT, 404: ERROR_SCHEMA},
+        responses={200: schema.OrderSchema, 404: ERROR_SCHEMA, **UNAVAILABLE},
         summary="One order with its full event history",
     )
     def get(self, request: Request, order_id: str) -> Response:
@@ -155,7 +158,8 @@ def _is_uuid(value: str) -> bool:
 class OrderListView(APIView):
     @extend_schema(
         parameters=[OrderListQuerySerializer],
-        responses={200: OpenApiTypes.OBJECT, 400: ERROR_SCHEMA},
+        responses={200: schema.OrderListSchema, 400: ERROR_SCHEMA, **UNAVAILABLE},
+        operation_id="orders_list",
         summary="Orders, newest first, with metrics",
     )
     def get(self, request: Request) -> Response:
@@ -187,7 +191,12 @@ class OrderListView(APIView):
 class OrderCancelView(APIView):
     @extend_schema(
         request=None,
-        responses={200: OpenApiTypes.OBJECT, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA},
+        responses={
+            200: schema.OrderSchema,
+            404: ERROR_SCHEMA,
+            409: ERROR_SCHEMA,
+            **UNAVAILABLE,
+        },
         summary="Cancel an order that has not started routing",
     )
     def post(self, request: Request, order_id: str) -> Response:
@@ -209,11 +218,12 @@ class OrderRequeueView(APIView):
     @extend_schema(
         request=None,
         responses={
-            200: OpenApiTypes.OBJECT,
+            200: schema.OrderSchema,
             401: ERROR_SCHEMA,
             403: ERROR_SCHEMA,
             404: ERROR_SCHEMA,
             409: ERROR_SCHEMA,
+            **UNAVAILABLE,
         },
         summary="Staff: send a failed or expired order back to pending",
     )
@@ -226,7 +236,7 @@ class OrderRequeueView(APIView):
 class QuoteView(APIView):
     @extend_schema(
         parameters=[QuoteQuerySerializer],
-        responses={200: OpenApiTypes.OBJECT, 400: ERROR_SCHEMA, 422: ERROR_SCHEMA},
+        responses={200: schema.QuoteSchema, 400: ERROR_SCHEMA, 422: ERROR_SCHEMA, **UNAVAILABLE},
         summary="Every venue's quote and the best route, without executing",
     )
     def get(self, request: Request) -> Response:
@@ -264,7 +274,7 @@ class HealthView(APIView):
     authentication_classes: list[Any] = []
 
     @extend_schema(
-        responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
+        responses={200: schema.HealthSchema, 503: schema.HealthSchema},
         summary="Database, Redis, broker and worker checks",
     )
     def get(self, request: Request) -> Response:

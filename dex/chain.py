@@ -307,6 +307,8 @@ def _refused_again(tx: Transaction, attempt: int) -> str | None:
 
 def _refuse(tx: Transaction, code: str) -> None:
     with _send_attempts_lock:
+        if len(_send_attempts) > 10_000:  # a long-lived worker forgets the oldest refusals
+            _send_attempts.clear()
         _send_attempts[tx.signature] = _send_attempts.get(tx.signature, 0) + 1
     messages = {
         "rpc_timeout": _TIMEOUT_MESSAGE,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q
+from django.utils import timezone
 
 from dex import meteora, models
 
@@ -138,7 +139,11 @@ def pool_save(
     spread_bps: int | None = None,
 ) -> None:
     """Write a pool's new state in one UPDATE (the caller holds its row lock)."""
-    fields: dict[str, Any] = {"reserve_a": reserve_a, "reserve_b": reserve_b}
+    fields: dict[str, Any] = {
+        "reserve_a": reserve_a,
+        "reserve_b": reserve_b,
+        "updated_at": timezone.now(),  # update() skips auto_now
+    }
     if spread_bps is not None:
         fields["spread_bps"] = spread_bps
     if dlmm is not None:

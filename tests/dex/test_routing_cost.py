@@ -44,3 +44,18 @@ def test_a_routing_decision_costs_well_under_a_millisecond_of_cpu() -> None:
             f"{'/'.join(decision.best.route)}, {len(decision.quotes)} candidates"
         )
     assert worst < 1000
+
+
+def test_route_best_with_its_query_stays_cheap() -> None:
+    from dex.router import route_best
+
+    sol, usdc = token_get("SOL"), token_get("USDC")
+    route_best(token_in=sol, token_out=usdc, amount_in=10**9)  # warm caches
+    rounds = 50
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(rounds):
+        route_best(token_in=sol, token_out=usdc, amount_in=10**9)
+    cpu_ms = (time.process_time() - cpu) / rounds * 1000
+    wall_ms = (time.perf_counter() - wall) / rounds * 1000
+    print(f"route_best SOL->USDC incl. its one query: {cpu_ms:.2f} ms CPU, {wall_ms:.2f} ms wall")
+    assert cpu_ms < 5

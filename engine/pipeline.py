@@ -31,6 +31,7 @@ from dex.types import (
     DexError,
     Quote,
     SignatureStatus,
+    SlippageExceededError,
     Transaction,
     TransientChainError,
 )
@@ -147,6 +148,8 @@ def _route(order: Order) -> Outcome | None:
             return _fail(locked, error, attempts=attempt)
     best = decision.best
     min_out = _min_amount_out(order, best)
+    if order.order_type == OrderType.LIMIT and best.amount_out < min_out:
+        return _wait_for_limit(order, quote=best)
     public = {
         **best.to_dict(legs=True),
         "minAmountOut": decimal_str(from_units(min_out, token_out)),
@@ -303,8 +306,28 @@ def retry_delay(attempt: int) -> float:
     return base + random.uniform(0, base / 4)
 
 
+def _wait_for_limit(order: Order, *, quote: Quote) -> Outcome | None:
+    """A limit order whose price fell back below its limit after the trigger waits for it again
+    (engine.watcher.order_wait_again) rather than send a swap that cannot fill."""
+    from engine.watcher import order_wait_again  # the watcher dispatches through the tasks
+
+    with transaction.atomic():
+        locked = _locked(order, status=order.status, attempts=order.attempts)
+        if locked is None:
+            return None
+        order_wait_again(locked, quote=quote)
+    return DONE
+
+
 def _fail(order: Order, error: DexError, *, attempts: int | None = None) -> Outcome:
     """Record a failed attempt on a locked order; schedule another when it is worth one."""
+    if order.order_type == OrderType.LIMIT and isinstance(error, SlippageExceededError):
+        # For a limit order minAmountOut is the limit itself: the price fell back below it
+        # between the quote and the landing. Waiting for the limit again, not retrying at once.
+        from engine.watcher import order_wait_again
+
+        order_wait_again(order, error=error)
+        return DONE
     attempts = order.attempts if attempts is None else attempts
     retry = error.transient and attempts < order.max_attempts
     next_at = timezone.now() + timedelta(seconds=retry_delay(attempts)) if retry else None

@@ -18,18 +18,20 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 from uuid import UUID
 
-from dex.chain import signature_status, transaction_build, transaction_send
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from dex.chain import signature_status, transaction_build, transaction_send
 from dex.router import route_best
 from dex.tokens import from_units, to_units, token_get
 from dex.types import (
     DexError,
     Quote,
+    RoutingDecision,
     SignatureStatus,
     SlippageExceededError,
     Transaction,
@@ -77,15 +79,13 @@ def _advance(order: Order) -> Outcome | None:
         case OrderStatus.PENDING:
             if order.order_type != OrderType.MARKET and order.triggered_at is None:
                 return DONE  # the watcher dispatches it when its condition is met
-            return _when_due(order, reserve_slot=True) or _route(order)
+            return _when_due(order, reserve_slot=True) or _prepare(order)
         case OrderStatus.FAILED:
             if order.next_attempt_at is None:
                 return DONE
-            return _when_due(order, reserve_slot=False) or _route(order)
-        case OrderStatus.ROUTING:
-            return _build(order)
-        case OrderStatus.BUILDING:
-            return _submit(order)
+            return _when_due(order, reserve_slot=False) or _prepare(order)
+        case OrderStatus.ROUTING | OrderStatus.BUILDING:
+            return _interrupted(order)
         case OrderStatus.SUBMITTED:
             return _settle(order)
         case _:
@@ -133,31 +133,40 @@ def _min_amount_out(order: Order, quote: Quote) -> int:
     return int((Decimal(quote.amount_out) * keep).to_integral_value(rounding=ROUND_FLOOR))
 
 
-def _route(order: Order) -> Outcome | None:
-    attempt = order.attempts + 1
+def _prepare(order: Order) -> Outcome | None:
+    """Start an attempt: route, build and submit, in one transaction, then send.
+
+    Nothing leaves the engine between choosing a route, building its transaction and storing
+    its signature, so the three transitions (each checked by the state machine, each with its
+    own event) commit together: fewer locks and commits per order, and the signature is stored
+    before the transaction is sent.
+    """
+    status, attempts = order.status, order.attempts
+    attempt = attempts + 1
     try:
-        token_in, token_out = token_get(order.token_in), token_get(order.token_out)
-        decision = route_best(
-            token_in=token_in, token_out=token_out, amount_in=to_units(order.amount_in, token_in)
+        decision = _quote(order)
+        quote_state = _quote_state(order, decision)
+        if order.order_type == OrderType.LIMIT and decision.best.amount_out < int(
+            quote_state["minAmountOut"]
+        ):
+            return _wait_for_limit(order, quote=decision.best)
+        tx = transaction_build(
+            wallet=order.wallet_address,
+            quote=decision.best,
+            min_amount_out=int(quote_state["minAmountOut"]),
+            reference=f"{order.pk}:{attempt}",
         )
     except DexError as error:
         with transaction.atomic():
-            locked = _locked(order, status=order.status, attempts=order.attempts)
+            locked = _locked(order, status=status, attempts=attempts)
             if locked is None:
                 return None
             return _fail(locked, error, attempts=attempt)
-    best = decision.best
-    min_out = _min_amount_out(order, best)
-    if order.order_type == OrderType.LIMIT and best.amount_out < min_out:
-        return _wait_for_limit(order, quote=best)
-    public = {
-        **best.to_dict(legs=True),
-        "minAmountOut": decimal_str(from_units(min_out, token_out)),
-    }
     with transaction.atomic():
-        locked = _locked(order, status=order.status, attempts=order.attempts)
+        locked = _locked(order, status=status, attempts=attempts)
         if locked is None:
             return None
+        best = decision.best
         order_transition(
             locked,
             OrderStatus.ROUTING,
@@ -166,63 +175,76 @@ def _route(order: Order) -> Outcome | None:
             selected_dex=best.dex,
             tx_hash="",
             transaction=None,
-            quote={"public": public, "state": best.to_state(), "minAmountOut": str(min_out)},
+            quote=quote_state,
             error="",
             error_code="",
             payload={
                 "quotes": [q.to_dict(legs=False) for q in decision.quotes],
                 "selectedDex": best.dex,
-                "quote": public,
+                "quote": quote_state["public"],
                 "reason": decision.reason,
             },
         )
-    return None
-
-
-def _build(order: Order) -> Outcome | None:
-    quote = Quote.from_state(order.quote["state"])
-    tx = transaction_build(
-        wallet=order.wallet_address,
-        quote=quote,
-        min_amount_out=int(order.quote["minAmountOut"]),
-        reference=f"{order.pk}:{order.attempts}",
-    )
-    with transaction.atomic():
-        locked = _locked(order, status=OrderStatus.ROUTING, attempts=order.attempts)
-        if locked is None:
-            return None
         order_transition(
             locked,
             OrderStatus.BUILDING,
             transaction=tx.to_state(),
             payload={
-                "selectedDex": locked.selected_dex,
-                "quote": locked.quote["public"],
+                "selectedDex": best.dex,
+                "quote": quote_state["public"],
                 "transaction": tx.summary(),
             },
         )
-    return None
-
-
-def _submit(order: Order) -> Outcome | None:
-    """Persist the signature before the transaction leaves: whatever happens next, the engine
-    knows what to ask the chain about."""
-    with transaction.atomic():
-        locked = _locked(order, status=OrderStatus.BUILDING, attempts=order.attempts)
-        if locked is None:
-            return None
-        signature = locked.transaction["signature"]
         order_transition(
             locked,
             OrderStatus.SUBMITTED,
-            tx_hash=signature,
+            tx_hash=tx.signature,
             payload={
-                "txHash": signature,
-                "selectedDex": locked.selected_dex,
-                "quote": locked.quote["public"],
+                "txHash": tx.signature,
+                "selectedDex": best.dex,
+                "quote": quote_state["public"],
             },
         )
-    return None
+    return _send(tx)
+
+
+def _interrupted(order: Order) -> Outcome | None:
+    """An order left in `routing` or `building` (a step that committed without the rest: not
+    something this version writes). Nothing was sent, so the attempt fails and another starts."""
+    with transaction.atomic():
+        locked = _locked(order, status=order.status, attempts=order.attempts)
+        if locked is None:
+            return None
+        return _fail(
+            locked,
+            TransientChainError("the attempt was interrupted before sending", code="interrupted"),
+        )
+
+
+def _quote(order: Order) -> RoutingDecision:
+    token_in, token_out = token_get(order.token_in), token_get(order.token_out)
+    return route_best(
+        token_in=token_in, token_out=token_out, amount_in=to_units(order.amount_in, token_in)
+    )
+
+
+def _quote_state(order: Order, decision: RoutingDecision) -> dict[str, Any]:
+    """The chosen route as persisted on the order: the API's view and the exact state."""
+    best = decision.best
+    min_out = _min_amount_out(order, best)
+    public = {
+        **best.to_dict(legs=True),
+        "minAmountOut": decimal_str(from_units(min_out, best.token_out)),
+    }
+    return {"public": public, "state": best.to_state(), "minAmountOut": str(min_out)}
+
+
+def _send(tx: Transaction) -> Outcome | None:
+    try:
+        lands_at = transaction_send(tx)  # the same signature: sending twice is harmless
+    except TransientChainError as error:
+        return _abandon_unsent(tx, error)
+    return _wait_until(lands_at)
 
 
 def _settle(order: Order) -> Outcome | None:
@@ -246,21 +268,18 @@ def _settle(order: Order) -> Outcome | None:
                     code="blockhash_expired",
                 ),
             )
-    if status.state == "unknown":
-        try:
-            lands_at = transaction_send(tx)  # the same signature: sending twice is harmless
-        except TransientChainError as error:
-            return _abandon_unsent(order, tx, error)
-        return _wait_until(lands_at)
+    if status.state == "unknown":  # stored but never sent (a crash in between): send it now
+        return _send(tx)
     return _wait_until(status.retry_at)
 
 
-def _abandon_unsent(order: Order, tx: Transaction, error: DexError) -> Outcome | None:
+def _abandon_unsent(tx: Transaction, error: DexError) -> Outcome | None:
     """The send failed. If the chain has the transaction after all, keep waiting for it;
     if it never saw it, fail this attempt: the transaction is never sent again."""
     with transaction.atomic():
-        locked = _locked(order, status=OrderStatus.SUBMITTED, attempts=order.attempts)
-        if locked is None or locked.tx_hash != tx.signature:
+        # The signature names the order's current attempt.
+        locked = Order.objects.select_for_update().filter(tx_hash=tx.signature).first()
+        if locked is None or locked.status != OrderStatus.SUBMITTED:
             return None
         status = signature_status(tx.signature)
         if status.state == "unknown":

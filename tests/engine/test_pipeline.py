@@ -159,39 +159,70 @@ def test_the_backoff_grows_with_each_attempt() -> None:
     assert delays == sorted(delays)
 
 
+class Crash(BaseException):
+    """What a killed worker looks like to the code that was running."""
+
+
+def _crash_before_commit(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def build_then_die(**kw):  # type: ignore[no-untyped-def]
+        raise Crash()
+
+    monkeypatch.setattr(pipeline, "transaction_build", build_then_die)
+
+
+def _crash_after_commit_before_send(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def die(tx):  # type: ignore[no-untyped-def]
+        raise Crash()
+
+    monkeypatch.setattr(pipeline, "transaction_send", die)
+
+
+def _crash_after_send(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def send_then_die(tx):  # type: ignore[no-untyped-def]
+        real_send(tx)
+        raise Crash()
+
+    monkeypatch.setattr(pipeline, "transaction_send", send_then_die)
+
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.parametrize("stop_after", ["routing", "building", "submitted"])
-def test_resuming_after_a_crash_at_any_step_swaps_exactly_once(submit, stop_after) -> None:
-    """Stop the pipeline right after a step commits (as a killed worker would), then run it again
-    as the redelivered task or the reconciler does."""
+@pytest.mark.parametrize(
+    ("crash", "left_in"),
+    [
+        (_crash_before_commit, "pending"),
+        (_crash_after_commit_before_send, "submitted"),
+        (_crash_after_send, "submitted"),
+    ],
+)
+def test_resuming_after_a_crash_at_any_point_swaps_exactly_once(
+    submit, monkeypatch, crash, left_in
+) -> None:
+    """Kill the pipeline at each point (as a killed worker would), then run it again as the
+    redelivered task or the reconciler does: the order confirms, and lands exactly once."""
     order = submit()
-
-    class Crash(BaseException):
-        pass
-
-    original = pipeline.order_transition
-
-    def crash_after(locked, status, **kw):  # type: ignore[no-untyped-def]
-        event = original(locked, status, **kw)
-        if status == stop_after:
-            from django.db import transaction
-
-            transaction.on_commit(lambda: (_ for _ in ()).throw(Crash()))
-        return event
-
-    pipeline.order_transition = crash_after
-    try:
+    with monkeypatch.context() as patch:
+        crash(patch)
         with pytest.raises(Crash):
             order_execute(order.pk)
-    finally:
-        pipeline.order_transition = original
     order.refresh_from_db()
-    assert order.status == stop_after
+    assert order.status == left_in
     order = run_to_end(order)
     assert order.status == OrderStatus.CONFIRMED
+    assert order.attempts == 1
     assert landed(order) == 1
     seqs = list(order.events.values_list("seq", flat=True))
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+@pytest.mark.parametrize("status", ["routing", "building"])
+def test_an_order_left_mid_attempt_fails_that_attempt_and_tries_again(submit, status) -> None:
+    order = submit()
+    Order.objects.filter(pk=order.pk).update(status=status, attempts=1)
+    order = run_to_end(order)
+    assert order.status == OrderStatus.CONFIRMED and order.attempts == 2
+    failed = order.events.get(status="failed").payload
+    assert failed["errorCode"] == "interrupted" and failed["willRetry"] is True
+    assert landed(order) == 1
 
 
 def test_a_second_delivery_of_a_finished_order_does_nothing(submit) -> None:

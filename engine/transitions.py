@@ -50,7 +50,7 @@ def order_transition(
     order.updated_at = now
     for name, value in fields.items():
         setattr(order, name, value)
-    order.save()
+    order.save(update_fields=["status", "last_seq", "updated_at", *fields])
     event = OrderEvent.objects.create(
         order=order,
         seq=order.last_seq,

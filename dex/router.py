@@ -183,12 +183,8 @@ def _percentages(amounts: list[int]) -> list[int]:
 class Market:
     """A snapshot of the pools among some tokens. Routing on it is pure CPU."""
 
-    def __init__(
-        self,
-        pools: Iterable[PoolSnapshot],
-        tokens: dict[str, Token] | None = None,
-        now: int | None = None,
-    ) -> None:
+    def __init__(self, pools: Iterable[PoolSnapshot], *, now: int | None = None) -> None:
+        # `now` (unix seconds) is when Meteora's volatility is evaluated: the snapshot's time.
         self.now = int(time.time()) if now is None else now
         self._pairs: dict[frozenset[str], list[PoolSnapshot]] = {}
         for pool in pools:

@@ -154,10 +154,23 @@ def test_each_decision_is_one_log_line_with_every_quote(caplog) -> None:
 
 
 @override_settings(DEX_QUOTE_LATENCY_MS=150)
-def test_venues_are_quoted_in_parallel() -> None:
+def test_venues_are_quoted_in_parallel(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
+    from dex import router
+
+    slept: list[float] = []
+    real_sleep = time.sleep
+
+    def recording_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(router.time, "sleep", recording_sleep)
     started = time.monotonic()
-    _route("SOL", "USDC", "1")
+    decision = _route("SOL", "USDC", "1")
     elapsed = time.monotonic() - started
-    assert 0.15 <= elapsed < 0.29  # one venue's latency, not the sum of both
+    assert {q.dex for q in decision.quotes} >= {"raydium", "meteora"}
+    # Two venues quoted, one venue's latency waited: not the sum.
+    assert sum(slept) == pytest.approx(0.150)
+    assert elapsed >= 0.150

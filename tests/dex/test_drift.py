@@ -48,22 +48,22 @@ def test_a_step_moves_every_pair_and_its_pools() -> None:
 
 
 def test_the_same_seed_gives_the_same_market() -> None:
-    for _ in range(3):
+    for _ in range(2):
         market_drift_step()
     first = _snapshot()
     pools_reset_to_seed()
-    for _ in range(3):
+    for _ in range(2):
         market_drift_step()
     assert _snapshot() == first
     pools_reset_to_seed()
     with override_settings(DEX_SEED=8):
-        for _ in range(3):
+        for _ in range(2):
             market_drift_step()
     assert _snapshot() != first
 
 
 def test_pools_follow_the_external_price_and_venues_stay_apart() -> None:
-    for _ in range(15):
+    for _ in range(8):
         market_drift_step()
     sol_usdc = models.PairPrice.objects.get(token_a__symbol="SOL", token_b__symbol="USDC")
     pools = list(

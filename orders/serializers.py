@@ -163,6 +163,13 @@ class OrderListQuerySerializer(serializers.Serializer):
     cursor = serializers.CharField(required=False, max_length=200)
     page = serializers.IntegerField(required=False, min_value=1)
 
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # DRF reads `?status=` as "not given" and would list everything: say it is wrong instead.
+        empty = sorted(name for name in self.fields if name in data and data.get(name) == "")
+        if empty:
+            raise serializers.ValidationError({name: "must not be empty" for name in empty})
+        return super().to_internal_value(data)
+
 
 class QuoteQuerySerializer(serializers.Serializer):
     tokenIn = serializers.CharField(max_length=64)

@@ -21,6 +21,7 @@ from dex.router import market_load
 from dex.tokens import to_units, token_get
 from dex.types import DexError, NoRouteError
 from engine.errors import IdempotencyConflict, OrderConflict, OrderNotFound, OrderRejected
+from engine.formatting import iso
 from engine.tasks import order_dispatch
 from engine.transitions import event_announce, order_transition
 from orders.models import Order, OrderEvent, OrderStatus, OrderType
@@ -42,7 +43,13 @@ class OrderRequest:
     expires_at: datetime | None = None
 
     def fingerprint(self) -> str:
-        canonical = json.dumps(asdict(self), sort_keys=True, default=str)
+        """What an Idempotency-Key is bound to. Amounts are normalised: `1.5` and `"1.50"` are
+        the same order, and a retried request must not be refused as a different body."""
+        fields = asdict(self)
+        for name in ("amount_in", "limit_price"):
+            if fields[name] is not None:
+                fields[name] = format(fields[name].normalize(), "f")
+        canonical = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -192,6 +199,12 @@ def order_requeue(*, order_id: UUID | str, by: str = "") -> Order:
             raise OrderConflict(
                 f"the order is {order.status}: only a failed or expired order can be requeued",
                 details={"status": order.status},
+            )
+        if order.next_attempt_at is not None:
+            # Its failed attempt is followed by another already: a requeue would race it.
+            raise OrderConflict(
+                "the order is retrying on its own: requeue it if its last attempt fails",
+                details={"status": order.status, "nextAttemptAt": iso(order.next_attempt_at)},
             )
         fields: dict[str, Any] = {
             "next_attempt_at": None,

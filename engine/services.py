@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -172,7 +173,8 @@ def _idempotent_replay(wallet: str, key: str, fingerprint: str) -> Order | None:
 def _get_locked(order_id: UUID | str) -> Order:
     try:
         return Order.objects.select_for_update().get(pk=order_id)
-    except (Order.DoesNotExist, ValueError) as error:
+    except (Order.DoesNotExist, ValueError, ValidationError) as error:
+        # A malformed id is no order either (Django's UUIDField raises ValidationError).
         raise OrderNotFound(f"no order {order_id}") from error
 
 

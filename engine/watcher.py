@@ -161,7 +161,9 @@ def _trigger(due: list[Order]) -> list[str]:
             .exclude(expires_at__lte=now)  # expiry is checked at the moment of the trigger
             .values_list("pk", flat=True)
         )
-        Order.objects.filter(pk__in=free).update(triggered_at=now)
+        # updated_at too: the reconciler judges a triggered order stale by it (update() skips
+        # auto_now), and would otherwise dispatch it a second time at once.
+        Order.objects.filter(pk__in=free).update(triggered_at=now, updated_at=now)
         for order in due:
             if order.pk in free:
                 order_dispatch(order.pk)

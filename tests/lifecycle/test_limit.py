@@ -286,3 +286,16 @@ def test_the_limit_is_the_protection_not_the_slippage(limit_order) -> None:
         Decimal("0.000001"), rounding=ROUND_CEILING
     )
     assert minimum < Decimal(filled.quote["public"]["amountOut"]) * Decimal("0.9999")
+
+
+def test_a_freshly_triggered_order_is_not_taken_for_a_stalled_one(limit_order) -> None:
+    from datetime import timedelta
+
+    from engine.reconciler import orders_stalled
+
+    order = limit_order(best_out("SOL", "USDC", "1") * Decimal("0.9"))
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    Order.objects.filter(pk=order.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert orders_watch() == [str(order.pk)]
+    assert str(order.pk) not in orders_stalled(stale_after=30)  # its dispatch is on its way
+    assert str(order.pk) in orders_stalled(stale_after=-1)  # ...and would be resumed if lost

@@ -215,11 +215,12 @@ def order_requeue(*, order_id: UUID | str, by: str = "") -> Order:
             "error_code": "",
         }
         if order.order_type != OrderType.MARKET:
-            # A limit or sniper order waits for its condition again, with a fresh expiry.
+            # A limit or sniper order waits for its condition again: until the client's own
+            # expiry while it is still ahead, else for a fresh default period.
             fields["triggered_at"] = None
-            fields["expires_at"] = timezone.now() + timedelta(
-                hours=settings.ORDER_LIMIT_DEFAULT_TTL_HOURS
-            )
+            now = timezone.now()
+            if order.expires_at is None or order.expires_at <= now:
+                fields["expires_at"] = now + timedelta(hours=settings.ORDER_LIMIT_DEFAULT_TTL_HOURS)
         order_transition(
             order, OrderStatus.PENDING, payload={"requeuedBy": by} if by else {}, **fields
         )

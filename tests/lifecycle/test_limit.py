@@ -299,3 +299,25 @@ def test_a_freshly_triggered_order_is_not_taken_for_a_stalled_one(limit_order) -
     assert orders_watch() == [str(order.pk)]
     assert str(order.pk) not in orders_stalled(stale_after=30)  # its dispatch is on its way
     assert str(order.pk) in orders_stalled(stale_after=-1)  # ...and would be resumed if lost
+
+
+def test_a_requeued_limit_order_keeps_its_own_expiry_while_it_is_ahead(
+    limit_order, monkeypatch
+) -> None:
+    from engine.services import order_requeue
+
+    def no_liquidity(**kw):  # type: ignore[no-untyped-def]
+        from dex.types import InsufficientLiquidityError
+
+        raise InsufficientLiquidityError("the pools cannot fill it")
+
+    expires_at = timezone.now() + timedelta(hours=3)
+    order = limit_order(best_out("SOL", "USDC", "1") * Decimal("0.9"), expires_at=expires_at)
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline, "route_best", no_liquidity)
+        (failed,) = tick()
+    assert failed.status == OrderStatus.FAILED and failed.error_code == "insufficient_liquidity"
+    order = order_requeue(order_id=order.pk)
+    assert order.status == OrderStatus.PENDING and order.expires_at == expires_at
+    (filled,) = tick()
+    assert filled.status == OrderStatus.CONFIRMED and filled.attempts == 2

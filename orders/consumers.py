@@ -145,7 +145,10 @@ class FirehoseConsumer(OrderFeedConsumer):
         await super().connect()
         from urllib.parse import parse_qs
 
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        # keep_blank_values: `?orderId=` is a malformed id (4400), not a request for the firehose
+        query = parse_qs(
+            self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
+        )
         if "orderId" in query:  # `/ws?orderId=<id>` is the single-order stream
             order_id = _parse_uuid(query["orderId"][0])
             if order_id is None:
@@ -179,7 +182,7 @@ class FirehoseConsumer(OrderFeedConsumer):
             return
         try:
             message = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # "[[[[…" 16 KiB deep overflows the decoder's stack
             await consumer.send(text_data=_error("invalid_message", "the message is not JSON"))
             return
         if not isinstance(message, dict) or not isinstance(message.get("action"), str):

@@ -7,6 +7,7 @@ everything else is development, which works on a fresh machine with no configura
 from __future__ import annotations
 
 import getpass
+import warnings
 from pathlib import Path
 
 import environ
@@ -209,6 +210,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Served by WhiteNoise with DEBUG on or off; from the finders unless `collectstatic` has run.
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
+# Until `collectstatic` has run there is no STATIC_ROOT; the finders serve, nothing to warn about.
+warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles")
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False

@@ -15,8 +15,21 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number this API accepts")
 
 
+class JSONNumber(Decimal):
+    """A JSON number as a Decimal that remembers how the client wrote it: Decimal itself prints
+    `0.0000001` as `1E-7` and `1e-3` as `0.001`, so only the literal says whether it had an
+    exponent."""
+
+    __slots__ = ("literal",)
+
+    def __new__(cls, literal: str) -> JSONNumber:
+        number = super().__new__(cls, literal)
+        number.literal = literal
+        return number
+
+
 def loads_exact(text: str | bytes) -> Any:
-    return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+    return json.loads(text, parse_float=JSONNumber, parse_constant=_refuse_constant)
 
 
 class ExactJSONParser(JSONParser):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -14,7 +15,9 @@ from rest_framework import serializers
 from dex.tokens import token_get
 from dex.types import UnknownTokenError
 from engine.services import OrderRequest
-from orders.models import OrderStatus, OrderType
+from orders.models import Order, OrderStatus, OrderType
+
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 
 
 class ExactDecimalField(serializers.Field):
@@ -26,14 +29,18 @@ class ExactDecimalField(serializers.Field):
         "not_finite": "must be a finite number",
         "exponent": "write the number in plain decimal notation, without an exponent",
         "negative_zero": "must not be negative zero",
+        "not_plain": "write the number with the digits 0-9 and at most one decimal point",
     }
 
     def to_internal_value(self, data: Any) -> Decimal:
         if isinstance(data, bool) or not isinstance(data, int | float | Decimal | str):
             self.fail("invalid")
-        text = str(data).strip() if not isinstance(data, Decimal) else format(data, "")
         if isinstance(data, float):
             self.fail("invalid")  # the exact parser never yields floats; refuse them if it did
+        # A JSON number is judged by how the client wrote it (see orders.parsers.JSONNumber).
+        text = getattr(data, "literal", None) or (
+            str(data).strip() if not isinstance(data, Decimal) else format(data, "")
+        )
         if "e" in text.lower() and not any(w in text.lower() for w in ("inf", "nan")):
             self.fail("exponent")
         try:
@@ -42,6 +49,8 @@ class ExactDecimalField(serializers.Field):
             self.fail("invalid")
         if not value.is_finite():
             self.fail("not_finite")
+        if not _PLAIN_DECIMAL.fullmatch(text):
+            self.fail("not_plain")  # Decimal() also reads "1_000" and non-ASCII digits
         if value.is_zero() and value.is_signed():
             self.fail("negative_zero")
         return value
@@ -107,8 +116,22 @@ class OrderSubmitSerializer(serializers.Serializer):
         return value
 
     def validate_limitPrice(self, value: Decimal | None) -> Decimal | None:
-        if value is not None and value <= 0:
+        if value is None:
+            return value
+        if value <= 0:
             raise serializers.ValidationError("must be greater than 0")
+        # What the column stores exactly: beyond it PostgreSQL would refuse the row (a 503) or
+        # round a tiny price to 0 (a limit order filled at any price).
+        column = Order._meta.get_field("limit_price")
+        places = -value.normalize().as_tuple().exponent
+        if places > column.decimal_places:
+            raise serializers.ValidationError(
+                f"must have at most {column.decimal_places} decimal places"
+            )
+        if value >= Decimal(10) ** (column.max_digits - column.decimal_places):
+            raise serializers.ValidationError(
+                f"must be below 10^{column.max_digits - column.decimal_places}"
+            )
         return value
 
     def validate_expiresAt(self, value: Any) -> Any:

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
+from typing import NamedTuple
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
@@ -48,9 +50,23 @@ BATCH = 500
 SCREEN_SLACK = Decimal("1.001")
 
 
-def limit_min_out(order: Order, token_out: Token) -> int:
+class Waiting(NamedTuple):
+    """What the tick reads of one waiting order: a tuple, not a model instance (building ten
+    thousand instances was most of a tick's time)."""
+
+    pk: UUID
+    created_at: datetime
+    order_type: str
+    token_in: str
+    token_out: str
+    amount_in: Decimal
+    limit_price: Decimal | None
+
+
+def limit_min_out(order: Waiting | Order, token_out: Token) -> int:
     """`amountIn * limitPrice` in base units of tokenOut, rounded up: the least a limit order
     accepts, and its `minAmountOut` on chain (the same rounding as the pipeline's)."""
+    assert order.limit_price is not None
     wanted = (order.amount_in * order.limit_price).quantize(
         Decimal(1).scaleb(-token_out.decimals), rounding=ROUND_CEILING
     )
@@ -104,7 +120,7 @@ class _Tick:
         best = self._route(token_in, token_out, units)
         return _PairScreen(amount_in=units, amount_out=best.amount_out if best else None)
 
-    def limit_met(self, order: Order) -> bool:
+    def limit_met(self, order: Waiting) -> bool:
         screen = self.screens.get((order.token_in, order.token_out))
         if screen is None or self.market is None:
             return False  # a pair that appeared after the snapshot: next tick
@@ -115,7 +131,7 @@ class _Tick:
         best = self._route(token_in, token_out, units)
         return best is not None and best.amount_out >= wanted
 
-    def sniper_ready(self, order: Order) -> bool:
+    def sniper_ready(self, order: Waiting) -> bool:
         if order.token_out not in self.launched:
             self.launched[order.token_out] = token_has_pool(token_get(order.token_out))
         return self.launched[order.token_out]
@@ -129,7 +145,7 @@ def _waiting(now: datetime):  # type: ignore[no-untyped-def]
     ).exclude(expires_at__lte=now)
 
 
-def _batches(now: datetime) -> Iterator[list[Order]]:
+def _batches(now: datetime) -> Iterator[list[Waiting]]:
     """Every waiting order, oldest first, `BATCH` at a time (keyset on created_at, id)."""
     after: tuple[datetime, object] | None = None
     while True:
@@ -138,7 +154,8 @@ def _batches(now: datetime) -> Iterator[list[Order]]:
             query = query.filter(
                 Q(created_at__gt=after[0]) | Q(created_at=after[0], id__gt=after[1])
             )
-        batch = list(query[:BATCH])
+        fields = ("id", *Waiting._fields[1:])
+        batch = [Waiting(*row) for row in query.values_list(*fields)[:BATCH]]
         if batch:
             yield batch
         if len(batch) < BATCH:
@@ -146,7 +163,7 @@ def _batches(now: datetime) -> Iterator[list[Order]]:
         after = (batch[-1].created_at, batch[-1].pk)
 
 
-def _trigger(due: list[Order]) -> list[str]:
+def _trigger(due: list[Waiting]) -> list[str]:
     """Mark the due orders triggered where they are still waiting and unlocked; dispatch those,
     in the order given (oldest first), after the commit."""
     with transaction.atomic():

@@ -1,7 +1,8 @@
 """Settings, every value read from the environment with a working default.
 
-`DJANGO_ENV=production` switches on the deployment hardening (and then requires `SECRET_KEY`);
-everything else is development, which works on a fresh machine with no configuration at all.
+`DJANGO_ENV=production` switches on the deployment hardening (and then requires a strong
+`SECRET_KEY` and `ALLOWED_HOSTS`, and refuses DEBUG); `development`, the default, works on a fresh
+machine with no configuration at all. Any other value is refused.
 """
 
 from __future__ import annotations
@@ -11,23 +12,48 @@ import warnings
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 
 DJANGO_ENV = env.str("DJANGO_ENV", default="development")
+# A typo ("prod", "staging") must not quietly run with the development key and no hardening.
+if DJANGO_ENV not in ("development", "production"):
+    raise ImproperlyConfigured(
+        f"DJANGO_ENV is {DJANGO_ENV!r}; it must be 'development' or 'production'"
+    )
 PRODUCTION = DJANGO_ENV == "production"
+DEVELOPMENT_SECRET_KEY = "dev-insecure-order-engine-key-change-me"
 
 if PRODUCTION:
-    SECRET_KEY = env.str("SECRET_KEY")  # no default outside development: fail loudly
+    # No default outside development: fail loudly, saying what to do.
+    SECRET_KEY = env.str("SECRET_KEY", default="")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DJANGO_ENV=production: set it to 50 or more random "
+            "characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is too weak for production: use 50 or more random characters, not the "
+            "development key"
+        )
 else:
-    SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-order-engine-key-change-me")
+    SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
 
-DEBUG = env.bool("DJANGO_DEBUG", default=False)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)  # off unless asked for, in every environment
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off when DJANGO_ENV=production")
 ALLOWED_HOSTS = env.list(
     "ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS is required when DJANGO_ENV=production: the host names this API is served "
+        "as, comma-separated (e.g. orders.example.com)"
+    )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Host patterns (as in ALLOWED_HOSTS) whose pages may open WebSockets; default ALLOWED_HOSTS.
 WEBSOCKET_ALLOWED_ORIGINS = env.list("WEBSOCKET_ALLOWED_ORIGINS", default=[])
@@ -165,7 +191,11 @@ ORDER_STALE_SECONDS = env.float("ORDER_STALE_SECONDS", default=30.0)  # the reco
 ORDER_LIMIT_DEFAULT_TTL_HOURS = env.int("ORDER_LIMIT_DEFAULT_TTL_HOURS", default=24)
 ORDER_MAX_AMOUNT = env.str("ORDER_MAX_AMOUNT", default="1000000000")  # in whole tokens
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="100/m")
+# Rate limits key on the client's address. Behind a reverse proxy that address is the proxy's,
+# unless API_TRUST_PROXY is set: then the entry API_PROXY_HOPS from the right of
+# X-Forwarded-For (the one our own proxies appended, which a client cannot forge) is used.
 API_TRUST_PROXY = env.bool("API_TRUST_PROXY", default=False)
+API_PROXY_HOPS = env.int("API_PROXY_HOPS", default=1)
 MAX_REQUEST_BYTES = 16 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 

@@ -3,6 +3,7 @@ render."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any
 
@@ -47,11 +48,17 @@ UNAVAILABLE = {503: schema.UNAVAILABLE}
 
 
 def client_address(group: str, request: HttpRequest) -> str:
-    """The client's address; the first X-Forwarded-For hop only when told to trust a proxy."""
+    """The client's address: REMOTE_ADDR, or behind trusted proxies (API_TRUST_PROXY) the
+    X-Forwarded-For entry API_PROXY_HOPS from the right. Not the first entry: a client writes
+    that one itself, and a fresh fake address per request would escape the rate limit."""
     if settings.API_TRUST_PROXY:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
+        hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        if len(hops) >= settings.API_PROXY_HOPS >= 1:
+            candidate = hops[-settings.API_PROXY_HOPS]
+            try:
+                return str(ipaddress.ip_address(candidate))
+            except ValueError:
+                pass  # not an address our proxy wrote: fall back to the peer
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 

@@ -174,7 +174,11 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "watch-waiting-orders": {"task": "engine.watch_orders", "schedule": 1.0},
     "expire-orders": {"task": "engine.expire_orders", "schedule": 5.0},
-    "reconcile-orders": {"task": "engine.reconcile_orders", "schedule": 10.0},
+    # How often beat looks for stalled orders (ORDER_STALE_SECONDS says how stale).
+    "reconcile-orders": {
+        "task": "engine.reconcile_orders",
+        "schedule": env.float("ORDER_RECONCILE_SECONDS", default=10.0),
+    },
     "market-drift": {"task": "dex.tasks.market_drift_task", "schedule": 2.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = env.str(

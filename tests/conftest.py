@@ -154,6 +154,7 @@ def start_daphne(
     env: dict[str, str], log_dir: Path, port: int | None = None
 ) -> tuple[Service, int]:
     port = port or free_port()
+    env = {**env, "DB_POOL": env.get("DB_POOL", "1")}  # as the Procfile runs it
     service = Service(
         f"daphne-{port}",
         [

@@ -54,6 +54,9 @@ def short(text: str, size: int = 6) -> str:
 
 @admin.register(models.Token)
 class TokenAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("oe/admin.css",)}
+
     list_display = ("symbol", "name", "mint_short", "decimals", "created_at")
     search_fields = ("symbol", "=mint", "name")
     ordering = ("symbol",)
@@ -120,6 +123,9 @@ class LaunchTokenForm(forms.Form):
 
 @admin.register(models.Pool)
 class PoolAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("oe/admin.css",)}
+
     list_display = (
         "pair",
         "venue",
@@ -217,7 +223,7 @@ class PoolAdmin(admin.ModelAdmin):
     def fee(self, pool: models.Pool) -> str:
         if pool.venue == models.Pool.Venue.METEORA:
             base = Decimal(pool.base_factor * pool.bin_step * 10) / METEORA_FEE_PRECISION * 100
-            return f"{human(base, 4)} % base, bin step {pool.bin_step}"
+            return f"{human(base, 4)} % + var · step {pool.bin_step}"
         return f"{human(Decimal(pool.fee_rate) / 10_000, 4)} %"
 
     @admin.display(description="address", ordering="address")
@@ -303,6 +309,9 @@ def _can_launch(request: HttpRequest) -> bool:
 
 @admin.register(models.PairPrice)
 class PairPriceAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ("oe/admin.css",)}
+
     list_display = ("pair", "price_human", "step", "updated_at")
     list_select_related = ("token_a", "token_b")
     readonly_fields = ("token_a", "token_b", "price", "step", "updated_at")

@@ -232,12 +232,12 @@ class OrderAdmin(admin.ModelAdmin):
                     "id",
                     ("status", "order_type", "attempts", "max_attempts"),
                     "wallet_address",
-                    ("token_in", "token_out", "amount_in", "slippage_bps"),
-                    ("limit_price", "expires_at", "triggered_at"),
-                    ("selected_dex", "executed_price", "amount_out"),
+                    ("token_in", "token_out", "amount_in_", "slippage"),
+                    ("limit_price_", "expires_at_", "triggered_at_"),
+                    ("selected_dex", "executed_price_", "amount_out_"),
                     "tx_hash",
                     ("error_code", "error"),
-                    ("next_attempt_at", "created_at", "updated_at"),
+                    ("next_attempt_at_", "created_at_", "updated_at_"),
                 )
             },
         ),
@@ -260,20 +260,20 @@ class OrderAdmin(admin.ModelAdmin):
         "wallet_address",
         "token_in",
         "token_out",
-        "amount_in",
-        "slippage_bps",
-        "limit_price",
-        "expires_at",
-        "triggered_at",
+        "amount_in_",
+        "slippage",
+        "limit_price_",
+        "expires_at_",
+        "triggered_at_",
         "selected_dex",
-        "executed_price",
-        "amount_out",
+        "executed_price_",
+        "amount_out_",
         "tx_hash",
         "error_code",
         "error",
-        "next_attempt_at",
-        "created_at",
-        "updated_at",
+        "next_attempt_at_",
+        "created_at_",
+        "updated_at_",
         "quote_pretty",
         "transaction_pretty",
         "idempotency_key",
@@ -371,6 +371,52 @@ class OrderAdmin(admin.ModelAdmin):
             order.created_at.isoformat(timespec="seconds"),
             age_text(timezone.now() - order.created_at),
         )
+
+    # -- one order's page: amounts as a person writes them, times to the millisecond ----------
+
+    @admin.display(description="amount in")
+    def amount_in_(self, order: Order) -> str:
+        return f"{_plain(order.amount_in)} {order.token_in}"
+
+    @admin.display(description="slippage")
+    def slippage(self, order: Order) -> str:
+        return f"{_plain(order.slippage_percent)} % ({order.slippage_bps} bps)"
+
+    @admin.display(description="limit price")
+    def limit_price_(self, order: Order) -> str:
+        if order.limit_price is None:
+            return "—"
+        return f"{_plain(order.limit_price)} {order.token_out} per {order.token_in}"
+
+    @admin.display(description="executed price")
+    def executed_price_(self, order: Order) -> str:
+        if order.executed_price is None:
+            return "—"
+        return f"{_plain(order.executed_price)} {order.token_out} per {order.token_in}"
+
+    @admin.display(description="amount out")
+    def amount_out_(self, order: Order) -> str:
+        return "—" if order.amount_out is None else f"{_plain(order.amount_out)} {order.token_out}"
+
+    @admin.display(description="expires at (UTC)")
+    def expires_at_(self, order: Order) -> str:
+        return iso(order.expires_at) or "—"
+
+    @admin.display(description="triggered at (UTC)")
+    def triggered_at_(self, order: Order) -> str:
+        return iso(order.triggered_at) or "—"
+
+    @admin.display(description="next attempt at (UTC)")
+    def next_attempt_at_(self, order: Order) -> str:
+        return iso(order.next_attempt_at) or "—"
+
+    @admin.display(description="created at (UTC)")
+    def created_at_(self, order: Order) -> str:
+        return iso(order.created_at) or "—"
+
+    @admin.display(description="updated at (UTC)")
+    def updated_at_(self, order: Order) -> str:
+        return iso(order.updated_at) or "—"
 
     @admin.display(description="route")
     def quote_pretty(self, order: Order) -> str:
@@ -514,9 +560,16 @@ class OrderAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        order = Order.objects.filter(pk=_uuid_or_none(object_id)).only("status").first()
+        order = Order.objects.filter(pk=_uuid_or_none(object_id)).first()
         context = {
             **(extra_context or {}),
+            # The page's heading: the order as an operator names it, not its raw Decimal.
+            "subtitle": (
+                f"{order.order_type} {_plain(order.amount_in)} {order.token_in} → "
+                f"{order.token_out} · {order.status} · {short_id(order.pk)}"
+                if order
+                else None
+            ),
             "can_requeue": bool(
                 order and order.status in (OrderStatus.FAILED, OrderStatus.EXPIRED)
             ),

@@ -43,10 +43,12 @@
     rate: [], // timestamps (ms) of recent events, for events/s
     filter: null,
     needHydrate: new Set(),
+    bumped: new Set(),
     frame: 0,
+    chartAt: 0,
   };
 
-  const conn = { ws: null, attempt: 0, timer: 0, lastMessage: 0, everOpen: false, heartbeat: 0 };
+  const conn = { ws: null, attempt: 0, timer: 0, countdown: 0, lastMessage: 0, everOpen: false, heartbeat: 0 };
 
   // --- small helpers --------------------------------------------------------------------------
   const $ = (sel) => document.querySelector(sel);
@@ -311,12 +313,7 @@
   function bump(status, delta) {
     state.counts[status] = Math.max(0, (state.counts[status] || 0) + delta);
     state.countsDirty = true;
-    const tile = document.querySelector(`.tile[data-status="${status}"]`);
-    if (tile && delta > 0) {
-      tile.classList.remove("bump");
-      void tile.offsetWidth; // restart the animation
-      tile.classList.add("bump");
-    }
+    if (delta > 0) state.bumped.add(status); // animated once per frame, in renderCounts
   }
 
   // --- the throughput chart's data ------------------------------------------------------------
@@ -402,6 +399,8 @@
     state.frame = 0;
     trim();
     const body = $("#orders-body");
+    // Flash changed rows only while it still means something to the eye.
+    state.flashing = state.dirty.size <= 40;
     for (const id of state.dirty) {
       const r = state.rows.get(id);
       if (!r) continue;
@@ -417,7 +416,19 @@
     state.dirty.clear();
     $("#empty").hidden = state.ids.length > 0;
     if (state.countsDirty) renderCounts();
-    if (state.chartDirty) renderChart();
+    if (state.chartDirty) {
+      // The chart changes by the minute: redraw it at most twice a second, however busy.
+      const wait = state.chartAt + 500 - performance.now();
+      if (wait <= 0) {
+        state.chartAt = performance.now();
+        renderChart();
+      } else if (!state.chartTimer) {
+        state.chartTimer = setTimeout(() => {
+          state.chartTimer = 0;
+          schedule();
+        }, wait);
+      }
+    }
     if (state.detailDirty) renderDetail();
   }
 
@@ -518,7 +529,7 @@
     c.sig.title = r.txHash ? `${r.txHash}\n(click to copy)` : "";
     updateTime(r);
     if (r.renderedStatus !== r.status) {
-      if (r.renderedStatus !== undefined) flash(tr);
+      if (r.renderedStatus !== undefined && state.flashing) flash(tr);
       r.renderedStatus = r.status;
     }
   }
@@ -531,11 +542,15 @@
     r.el.cells_.time.title = isFinal(r) ? "from submission to the final status" : "running";
   }
 
+  const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
+  /** A custom property's current value (the theme follows the system, so read it when used). */
+  function cssVar(name, el = document.documentElement) {
+    return getComputedStyle(el).getPropertyValue(name).trim() || "transparent";
+  }
   function flash(tr) {
-    tr.classList.remove("flash");
-    void tr.offsetWidth;
-    tr.classList.add("flash");
-    setTimeout(() => tr.classList.remove("flash"), 250);
+    // The Web Animations API: no class juggling, no forced layout per row.
+    if (reducedMotion.matches || !tr.animate) return;
+    tr.animate([{ backgroundColor: cssVar("--flash") }, { backgroundColor: "transparent" }], { duration: 700, easing: "ease-out" });
   }
 
   function renderCounts() {
@@ -544,6 +559,13 @@
       const el = document.querySelector(`[data-count="${s}"]`);
       if (el) setText(el, state.counts[s] === null ? "–" : state.counts[s].toLocaleString("en-US"));
     }
+    if (!reducedMotion.matches) {
+      for (const s of state.bumped) {
+        const value = document.querySelector(`[data-count="${s}"]`);
+        if (value && value.animate) value.animate([{ color: cssVar("--tile-color", value) }, { color: cssVar("--text") }], { duration: 500, easing: "ease-out" });
+      }
+    }
+    state.bumped.clear();
   }
 
   function renderMetrics() {
@@ -646,6 +668,7 @@
         schedule();
       } else if (status === 404) {
         state.following.delete(id);
+        state.needHydrate.delete(id); // nothing to fill it from: stop asking
         saveFollowing();
       }
     } catch (_) {
@@ -818,6 +841,7 @@
 
   function connect() {
     clearTimeout(conn.timer);
+    clearInterval(conn.countdown);
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
     let ws;
     try {
@@ -869,11 +893,9 @@
       setConn(navigator.onLine === false ? "offline" : "reconnecting", `disconnected · retrying in ${left} s (attempt ${conn.attempt})`);
     };
     tick();
-    const countdown = setInterval(tick, 1000);
-    conn.timer = setTimeout(() => {
-      clearInterval(countdown);
-      connect();
-    }, delay);
+    clearInterval(conn.countdown);
+    conn.countdown = setInterval(tick, 1000);
+    conn.timer = setTimeout(connect, delay);
   }
 
   function reconnectNow() {
@@ -1132,7 +1154,8 @@
     schedule();
   }
 
-  window.oeDashboard = { state }; // for a curious operator's console, and the browser tests
+  // For a curious operator's console, and the browser tests (which feed it synthetic updates).
+  window.oeDashboard = { state, ingest: applyEvent };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();

@@ -178,13 +178,11 @@ CELERY_TIMEZONE = "UTC"
 # Periodic work has its own queue, so the 1 s watcher never waits behind a backlog of orders.
 CELERY_TASK_ROUTES = {
     "engine.watch_orders": {"queue": "periodic"},
-    "engine.expire_orders": {"queue": "periodic"},
     "engine.reconcile_orders": {"queue": "periodic"},
     "dex.tasks.market_drift_task": {"queue": "periodic"},
 }
 CELERY_BEAT_SCHEDULE = {
     "watch-waiting-orders": {"task": "engine.watch_orders", "schedule": 1.0},
-    "expire-orders": {"task": "engine.expire_orders", "schedule": 5.0},
     # How often beat looks for stalled orders (ORDER_STALE_SECONDS says how stale).
     "reconcile-orders": {
         "task": "engine.reconcile_orders",

@@ -57,10 +57,3 @@ def watch_orders_task() -> int:
     from engine.watcher import orders_watch
 
     return len(orders_watch())
-
-
-@shared_task(name="engine.expire_orders", ignore_result=True, expires=10)
-def expire_orders_task() -> int:
-    from engine.watcher import orders_expire
-
-    return orders_expire()

@@ -34,6 +34,8 @@ def human(value: Decimal | int | None, places: int = 8) -> str:
     value = Decimal(value)
     if value == 0:
         return "0"
+    if abs(value) >= 1000:
+        return f"{value.quantize(Decimal('0.01')):,.2f}".rstrip("0").rstrip(".")
     if abs(value) >= 1:
         return f"{value.quantize(Decimal('0.0001')):,.4f}".rstrip("0").rstrip(".")
     # Small prices (memecoins): keep `places` significant digits, no exponent.
@@ -134,8 +136,6 @@ class PoolAdmin(admin.ModelAdmin):
         "price",
         "spread",
         "fee",
-        "address_short",
-        "updated_at",
     )
     list_filter = ("venue",)
     search_fields = ("token_a__symbol", "token_b__symbol", "=address")
@@ -225,10 +225,6 @@ class PoolAdmin(admin.ModelAdmin):
             base = Decimal(pool.base_factor * pool.bin_step * 10) / METEORA_FEE_PRECISION * 100
             return f"{human(base, 4)} % + var · step {pool.bin_step}"
         return f"{human(Decimal(pool.fee_rate) / 10_000, 4)} %"
-
-    @admin.display(description="address", ordering="address")
-    def address_short(self, pool: models.Pool) -> str:
-        return format_html('<code title="{}">{}</code>', pool.address, short(pool.address))
 
     @admin.display(description="bins")
     def bin_count(self, pool: models.Pool) -> int:

@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 from uuid import UUID
 
@@ -34,6 +34,7 @@ from dex.types import (
     RoutingDecision,
     SignatureStatus,
     SlippageExceededError,
+    Token,
     Transaction,
     TransientChainError,
 )
@@ -122,12 +123,19 @@ def _locked(order: Order, *, status: str, attempts: int | None = None) -> Order 
     return locked
 
 
+def limit_min_out(*, amount_in: Decimal, limit_price: Decimal, token_out: Token) -> int:
+    """`amountIn * limitPrice` in base units of tokenOut, rounded up: the least a limit order
+    accepts, which is also its `minAmountOut` on chain (the watcher triggers on the same)."""
+    wanted = (amount_in * limit_price).quantize(
+        Decimal(1).scaleb(-token_out.decimals), rounding=ROUND_CEILING
+    )
+    return to_units(wanted, token_out)
+
+
 def _min_amount_out(order: Order, quote: Quote) -> int:
     if order.order_type == OrderType.LIMIT and order.limit_price is not None:
-        floor = order.amount_in * order.limit_price
-        return to_units(
-            floor.quantize(Decimal(1).scaleb(-quote.token_out.decimals), rounding="ROUND_CEILING"),
-            quote.token_out,
+        return limit_min_out(
+            amount_in=order.amount_in, limit_price=order.limit_price, token_out=quote.token_out
         )
     keep = Decimal(10_000 - order.slippage_bps) / Decimal(10_000)
     return int((Decimal(quote.amount_out) * keep).to_integral_value(rounding=ROUND_FLOOR))

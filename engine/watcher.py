@@ -25,7 +25,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import NamedTuple
 from uuid import UUID
 
@@ -38,6 +38,7 @@ from dex.router import Market, market_load, token_has_pool
 from dex.tokens import from_units, to_units, token_get
 from dex.types import DexError, Quote, Token
 from engine.formatting import decimal_str, iso
+from engine.pipeline import limit_min_out
 from engine.tasks import order_dispatch
 from engine.transitions import order_transition
 from orders.models import Order, OrderStatus, OrderType
@@ -61,16 +62,6 @@ class Waiting(NamedTuple):
     token_out: str
     amount_in: Decimal
     limit_price: Decimal | None
-
-
-def limit_min_out(order: Waiting | Order, token_out: Token) -> int:
-    """`amountIn * limitPrice` in base units of tokenOut, rounded up: the least a limit order
-    accepts, and its `minAmountOut` on chain (the same rounding as the pipeline's)."""
-    assert order.limit_price is not None
-    wanted = (order.amount_in * order.limit_price).quantize(
-        Decimal(1).scaleb(-token_out.decimals), rounding=ROUND_CEILING
-    )
-    return to_units(wanted, token_out)
 
 
 @dataclass(slots=True)
@@ -125,7 +116,12 @@ class _Tick:
         if screen is None or self.market is None:
             return False  # a pair that appeared after the snapshot: next tick
         token_in, token_out = token_get(order.token_in), token_get(order.token_out)
-        units, wanted = to_units(order.amount_in, token_in), limit_min_out(order, token_out)
+        units, wanted = (
+            to_units(order.amount_in, token_in),
+            limit_min_out(
+                amount_in=order.amount_in, limit_price=order.limit_price, token_out=token_out
+            ),
+        )
         if not screen.may_meet(units, wanted):
             return False
         best = self._route(token_in, token_out, units)

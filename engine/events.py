@@ -108,18 +108,12 @@ class Outbox:
 
 
 async def _send_all(messages: list[dict[str, Any]]) -> None:
-    """Send in commit order within an order; different orders may go out concurrently."""
+    """Send in commit order: per order (the consumers' seq check relies on it) and across
+    orders too, so the firehose shows this process's events as they happened."""
     layer = get_channel_layer()
-    by_order: dict[str, list[dict[str, Any]]] = {}
     for message in messages:
-        by_order.setdefault(message["order_id"], []).append(message)
-
-    async def send_in_order(order_id: str, items: list[dict[str, Any]]) -> None:
-        for message in items:
-            await layer.group_send(order_group(order_id), message)
-            await layer.group_send(FIREHOSE_GROUP, message)
-
-    await asyncio.gather(*(send_in_order(k, v) for k, v in by_order.items()))
+        await layer.group_send(order_group(message["order_id"]), message)
+        await layer.group_send(FIREHOSE_GROUP, message)
 
 
 outbox = Outbox()

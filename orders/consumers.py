@@ -14,9 +14,11 @@ from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
+import redis
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import close_old_connections
+from django.db import DatabaseError, InterfaceError, close_old_connections
 
 from engine.events import FIREHOSE_GROUP, order_group
 from engine.wire import event_to_wire
@@ -29,6 +31,7 @@ SEEN_LIMIT = 5000
 MAX_MESSAGE_BYTES = 16 * 1024
 CLOSE_BAD_REQUEST = 4400
 CLOSE_NOT_FOUND = 4404
+CLOSE_UNAVAILABLE = 4503
 
 
 def _dumps(data: dict[str, Any]) -> str:
@@ -68,6 +71,27 @@ class OrderFeedConsumer(AsyncWebsocketConsumer):
         # What the firehose already showed, so a later subscribe does not send it twice.
         self.seen: OrderedDict[str, int] = OrderedDict()
         await self.accept()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """PostgreSQL or Redis down is answered as HTTP answers it (503): an error message and a
+        4503 close that tells the client to come back, not a crashed consumer (1011)."""
+        try:
+            await super().dispatch(message)
+        except (DatabaseError, InterfaceError, redis.RedisError) as error:
+            if message["type"] == "websocket.disconnect":
+                raise StopConsumer() from error  # the client has gone: nothing to tell it
+            dependency = "redis" if isinstance(error, redis.RedisError) else "database"
+            logger.warning(
+                "ws %s unavailable path=%s error=%s", dependency, self.scope["path"], error
+            )
+            await self.send(
+                text_data=_error(
+                    "service_unavailable",
+                    f"the {dependency} is unavailable; reconnect shortly",
+                    dependency=dependency,
+                )
+            )
+            await self.close(code=CLOSE_UNAVAILABLE)
 
     async def disconnect(self, code: int) -> None:
         if self.firehose:

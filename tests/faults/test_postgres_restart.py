@@ -7,6 +7,9 @@ most one swap and contiguous events."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import time
 import uuid
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import websockets
 
 from scripts.faultkit import invariants, orders_not_final
 from tests.conftest import make_wallet
@@ -23,6 +27,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 #: The longest an answer may take while PostgreSQL is down (connect timeout 3 s, plus margin on a
 #: loaded 2-core machine).
 ANSWER_WITHIN = 6.0
+
+
+async def websocket_during_outage(
+    port: int, path: str, message: dict[str, Any] | None
+) -> tuple[dict[str, Any], int | None]:
+    """What a WebSocket client gets when what it asks for needs the database."""
+    async with websockets.connect(f"ws://127.0.0.1:{port}{path}", open_timeout=10) as ws:
+        if message is not None:
+            await ws.send(json.dumps(message))
+        started = time.monotonic()
+        reply = json.loads(await asyncio.wait_for(ws.recv(), ANSWER_WITHIN))
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), ANSWER_WITHIN)
+        assert time.monotonic() - started < ANSWER_WITHIN
+        return reply, ws.close_code
 
 
 def order_body(i: int) -> dict[str, Any]:
@@ -92,6 +111,13 @@ def test_postgres_down_means_503_in_seconds_and_everything_recovers(
             assert_unavailable(response, elapsed, allowed={503})
             assert response.json()["checks"]["database"] != "ok"
             assert response.json()["checks"]["redis"] == "ok"
+        for path, message in [
+            (f"/ws/orders/{finished}", None),
+            ("/ws", {"action": "subscribe", "orderId": finished}),
+        ]:
+            reply, code = asyncio.run(websocket_during_outage(port, path, message))
+            assert reply["type"] == "error" and reply["error"] == "service_unavailable", reply
+            assert code == 4503, code  # "try again later", not a crashed consumer (1011)
         time.sleep(3)  # long enough for the in-flight orders' tasks to fail on the database
 
         private_postgres.start()

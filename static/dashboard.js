@@ -515,7 +515,7 @@
     setText(c.route, route.text);
     c.route.title = route.title;
     if (r.amountOut) {
-      setText(c.out, `${amountShort(r.amountOut)} ${r.tokenOut || ""}`);
+      setText(c.out, amountShort(r.amountOut)); // the token is in the pair column
       c.out.className = "num";
       c.out.title = `${amount(r.amountOut)} ${r.tokenOut || ""}${r.executedPrice ? `, executed at ${amount(r.executedPrice)} ${r.tokenOut} per ${r.tokenIn}` : ""}`;
     } else if (r.quote && r.quote.amountOut && !TERMINAL.has(r.status)) {
@@ -608,7 +608,8 @@
     for (const frac of [0, 0.5, 1]) {
       const y = top + plotH - frac * plotH;
       frag.append(el("line", { class: "grid", x1: left, x2: W, y1: y, y2: y }));
-      frag.append(el("text", { class: "axis", x: left - 4, y: y + 3, "text-anchor": "end" }, String(Math.round(scaleMax * frac))));
+      const tick = scaleMax * frac;
+      frag.append(el("text", { class: "axis", x: left - 4, y: y + 3, "text-anchor": "end" }, Number.isInteger(tick) ? String(tick) : tick.toFixed(1)));
     }
     data.forEach((d, i) => {
       const x = left + i * slot + 1.5;
@@ -637,9 +638,11 @@
     );
   }
 
+  /** A round top for the axis whose half is round too (2, 3, 4, 6, 8, 10 × a power of ten). */
   function niceMax(n) {
+    if (n <= 2) return 2;
     const pow = 10 ** Math.floor(Math.log10(n));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * pow >= n) return m * pow;
+    for (const m of [1, 2, 3, 4, 6, 8, 10]) if (m * pow >= n) return m * pow;
     return 10 * pow;
   }
 
@@ -756,7 +759,7 @@
         ),
       ),
     );
-    box.replaceChildren(
+    const parts = [
       h(
         "div",
         { class: "detail__id" },
@@ -769,7 +772,8 @@
       legTable,
       h("h3", { class: "visually-hidden", text: "events" }),
       list,
-    );
+    ];
+    box.replaceChildren(...parts.filter(Boolean));
   }
 
   function eventSummary(e) {

@@ -1126,7 +1126,7 @@
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "visible") reconnectNow();
     });
-    setInterval(() => {
+    const everySecond = () => {
       const now = Date.now();
       setText($("#clock"), `${clockUTC(now)} UTC`);
       while (state.rate.length && state.rate[0] < now - 5000) state.rate.shift();
@@ -1141,7 +1141,9 @@
         schedule();
       }
       hydrate();
-    }, 1000);
+    };
+    everySecond();
+    setInterval(everySecond, 1000);
     setInterval(() => scheduleMetrics(0), METRICS_EVERY_MS);
     renderChart();
     renderDetail();

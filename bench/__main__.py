@@ -1,0 +1,111 @@
+"""`python -m bench <scenario> [options]`: drive the engine listening on `--url` and write
+bench/results/<scenario>.{json,md,png}.
+
+Start the engine first, with the scenario's settings, for example:
+    uv run python -m bench.serve --mode spec        # then: uv run python -m bench spec
+    uv run python -m bench.serve --mode capacity    # then: capacity, api, ws, ws-scale
+or `make run` (its defaults are the spec scenario's, except API_RATE_LIMIT: spec submits over
+WebSockets, which that limit does not cover).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+
+from bench import report
+from bench.scenarios import SCENARIOS, Options
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("scenario", choices=sorted(SCENARIOS))
+    p.add_argument(
+        "--url",
+        default=os.environ.get("BENCH_URL", "http://127.0.0.1:8000"),
+        help="the engine (default $BENCH_URL or http://127.0.0.1:8000); only 127.0.0.1 is allowed",
+    )
+    p.add_argument("--orders", type=int, help="spec: 300, capacity: 5000")
+    p.add_argument("--clients", type=int, help="ws-scale: concurrent clients (10000)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        help="submissions per second (api/ws: 100, ws-scale: 200; capacity: 0 = closed loop)",
+    )
+    p.add_argument("--duration", type=float, help="api/ws: seconds of load (30)")
+    p.add_argument("--concurrency", type=int, help="capacity closed loop: requests in flight (32)")
+    p.add_argument(
+        "--submit", choices=("http", "ws"), help="spec/ws: POST, or each order over its own socket"
+    )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="capacity: also follow every order on its own /ws/orders/<id> socket",
+    )
+    p.add_argument("--executing-limit", type=int, help="spec: the worker concurrency (10)")
+    p.add_argument("--connect-concurrency", type=int, help="ws-scale: handshakes in flight (32)")
+    p.add_argument(
+        "--verify",
+        choices=("ws", "http"),
+        help="read every order back by WebSocket replay (default) or GET /api/orders/<id>",
+    )
+    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.add_argument("--name", help="result file name (default: the scenario)")
+    p.add_argument("--profile", action="store_true", help="py-spy the web and worker processes")
+    p.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
+    p.add_argument("--web-pid", type=int, help="the web process, if it cannot be found")
+    p.add_argument("--worker-pid", type=int, help="the Celery worker's main process")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from urllib.parse import urlparse
+
+    host = urlparse(args.url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"refusing to load {host}: the benchmark only drives a local engine", file=sys.stderr)
+        return 2
+    opts = Options(
+        url=args.url.replace("localhost", "127.0.0.1"),
+        progress=not args.no_progress and sys.stderr.isatty(),
+        timeout=args.timeout,
+        web_pid=args.web_pid,
+        worker_pid=args.worker_pid,
+        profile=args.profile,
+        profile_rate=args.profile_rate,
+        out_name=args.name,
+        extra={
+            "orders": args.orders,
+            "clients": args.clients,
+            "rate": args.rate,
+            "duration": args.duration,
+            "concurrency": args.concurrency,
+            "submit": args.submit,
+            "follow": args.follow,
+            "executing_limit": args.executing_limit,
+            "connect_concurrency": args.connect_concurrency,
+            "verify": args.verify,
+        },
+    )
+    result = asyncio.run(SCENARIOS[args.scenario](opts))
+    command = "uv run python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    paths = report.write(result, name=args.name or args.scenario, command=command)
+    print(paths[1].read_text())
+    print("written: " + ", ".join(str(p) for p in paths))
+    failed = [t["name"] for t in result.get("targets", []) if t["ok"] is False]
+    if failed:
+        print("targets missed: " + "; ".join(failed), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

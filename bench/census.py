@@ -1,0 +1,247 @@
+"""`python -m bench.census --orders 200`: where one order's work goes, counted exactly.
+
+Runs the engine's own code in this process, one order at a time, against the benchmark's
+database (orderengine_bench, Redis db 9, capacity settings): the POST view's work (serializer,
+`order_submit`, the response body), then `order_execute` as the Celery task would call it. For
+each step it counts SQL statements by kind, commits and CPU time (`time.thread_time`, so other
+people's load on the machine does not inflate it), and with `--cprofile` the functions that
+spend it. The task is called directly (not through Celery) and the submission does not dispatch
+it: the census measures the engine, the capacity benchmark measures the whole system.
+
+Run it with nothing else using the benchmark database (or after `bench.serve` has stopped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import getpass
+import os
+import pstats
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+DEFAULTS = {
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+    "DATABASE_URL": f"postgres://{getpass.getuser()}@localhost:5432/orderengine_bench",
+    "REDIS_URL": "redis://localhost:6379/9",
+    "DEX_QUOTE_LATENCY_MS": "0",
+    "DEX_EXECUTION_LATENCY_MS": "0",
+    "DEX_FAILURE_RATE": "0",
+    "ORDER_RATE_LIMIT": "0",
+    "API_RATE_LIMIT": "0",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+class Census:
+    """Labels nest (a stack); SQL, commits and CPU count for every label on the stack."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.thread: int | None = None  # only the thread that runs the orders is counted
+        self.stack: list[str] = []
+        self.order: list[str] = []  # labels in first-seen order, with their depth
+        self.depth: dict[str, int] = {}
+        self.cpu: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        self.sql: dict[str, Counter[str]] = defaultdict(Counter)
+        self.commits: Counter[str] = Counter()
+
+    def counting(self) -> bool:
+        return self.active and threading.get_ident() == self.thread
+
+    @contextlib.contextmanager
+    def step(self, label: str) -> Iterator[None]:
+        if not self.counting():
+            yield
+            return
+        if label not in self.depth:
+            self.depth[label] = len(self.stack)
+            self.order.append(label)
+        self.stack.append(label)
+        self.calls[label] += 1
+        start = time.thread_time()
+        try:
+            yield
+        finally:
+            self.cpu[label] += time.thread_time() - start
+            self.stack.pop()
+
+    def wrap(self, module: Any, name: str, label: str) -> bool:
+        """Count calls of `module.name` under `label`; False if the engine has no such name
+        (it changes: the census reports what it could not find instead of failing)."""
+        original: Callable[..., Any] | None = getattr(module, name, None)
+        if original is None:
+            return False
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with self.step(label):
+                return original(*args, **kwargs)
+
+        setattr(module, name, wrapped)
+        return True
+
+    def on_sql(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, ctx: Any
+    ) -> Any:
+        if not self.counting():
+            return execute(sql, params, many, ctx)
+        kind = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "?"
+        if kind == "SELECT" and "FOR UPDATE" in sql.upper():
+            kind = "SELECT … FOR UPDATE"
+        for label in set(self.stack):
+            self.sql[label][kind] += 1
+        return execute(sql, params, many, ctx)
+
+    def on_commit(self) -> None:
+        if not self.counting():
+            return
+        for label in set(self.stack):
+            self.commits[label] += 1
+
+    def table(self, orders: int) -> str:
+        kinds = sorted({k for c in self.sql.values() for k in c})
+        head = ["step", "calls/order", "CPU ms/order", "commits/order", "SQL/order", *kinds]
+        rows = [head, ["---"] * len(head)]
+        for label in self.order:
+            sql = self.sql[label]
+            rows.append(
+                [
+                    "&nbsp;" * 4 * self.depth[label] + label,
+                    f"{self.calls[label] / orders:.2f}",
+                    f"{self.cpu[label] * 1000 / orders:.3f}",
+                    f"{self.commits[label] / orders:.2f}",
+                    f"{sum(sql.values()) / orders:.2f}",
+                    *(f"{sql[k] / orders:.2f}" if sql[k] else "" for k in kinds),
+                ]
+            )
+        return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.census",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20, help="orders run first, not counted")
+    parser.add_argument("--cprofile", action="store_true", help="also list the top functions")
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args()
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+    import django
+
+    django.setup()
+    from django.db import connection
+    from rest_framework.test import APIRequestFactory
+
+    from bench.client import order_body
+    from dex import chain
+    from engine import events, pipeline, services, transitions
+    from orders import views
+
+    census = Census()
+    missing: list[str] = []
+    services.order_dispatch = lambda *a, **k: None  # the census calls the task's code itself
+    for module, name, label in (
+        (views, "enforce_rate_limit", "rate limit check"),
+        (views.OrderSubmitSerializer, "is_valid", "request validation (serializer)"),
+        (services, "_check_routable", "routability check"),
+        (services, "_record_created", "pending event + snapshot"),
+        (views, "order_response", "response body (order + events)"),
+        (pipeline, "_prepare", "route + build + submit (one transaction)"),
+        (pipeline, "_route", "routing step"),
+        (pipeline, "route_best", "route_best (venue math)"),
+        (pipeline, "_build", "building step"),
+        (pipeline, "transaction_build", "transaction_build"),
+        (chain, "priority_fee_market", "priority_fee_market"),
+        (pipeline, "_submit", "submitted step"),
+        (pipeline, "_send", "send"),
+        (pipeline, "_settle", "settle step (land, confirm)"),
+        (pipeline, "transaction_send", "transaction_send"),
+        (pipeline, "signature_status", "signature_status (landing)"),
+        (pipeline, "_confirm", "confirm"),
+        (pipeline, "order_transition", "order_transition"),
+        (transitions, "event_to_wire", "wire + snapshot serialisation"),
+        (transitions, "order_to_dict", "wire + snapshot serialisation"),
+        (transitions, "event_public", "wire + snapshot serialisation"),
+        (transitions, "events_publish", "publish (hand-off to the publisher thread)"),
+        (transitions, "order_cache_store", "order cache write (Redis)"),
+    ):
+        if not census.wrap(module, name, label):
+            missing.append(f"{module.__name__}.{name}")
+    real = connection.commit
+
+    def commit() -> None:
+        census.on_commit()
+        real()
+
+    connection.commit = commit  # type: ignore[method-assign]
+    factory = APIRequestFactory()
+    view = views.OrderExecuteView.as_view()
+
+    def one(i: int) -> None:
+        request = factory.post("/api/orders/execute", order_body(i), format="json")
+        with census.step("POST /api/orders/execute (view)"):
+            response = view(request)
+            response.render()
+        assert response.status_code == 201, response.content
+        order_id = response.data["orderId"]
+        with census.step("order_execute (the task)"):
+            outcome = pipeline.order_execute(order_id)
+        assert outcome.run_at is None, outcome
+
+    def flush() -> None:
+        """Wait for the after-commit thread (`outbox`, or `publisher` in older engines)."""
+        for name in ("outbox", "publisher"):
+            if hasattr(events, name):
+                getattr(events, name).flush()
+
+    for i in range(args.warmup):
+        one(i)
+    flush()
+    census.thread = threading.get_ident()
+    census.active = True
+    profiler = cProfile.Profile(time.thread_time) if args.cprofile else None
+    process_start, thread_start = time.process_time(), time.thread_time()
+    with connection.execute_wrapper(census.on_sql):
+        if profiler:
+            profiler.enable()
+        for i in range(args.warmup, args.warmup + args.orders):
+            one(i)
+        if profiler:
+            profiler.disable()
+    flush()
+    census.active = False
+    process_cpu = time.process_time() - process_start
+    thread_cpu = time.thread_time() - thread_start
+    n = args.orders
+    print(f"\n{n} orders, one at a time, in-process (capacity settings, LOG_LEVEL WARNING)")
+    if profiler:
+        print("(cProfile is on: every CPU figure is inflated by its overhead)")
+    print()
+    print(census.table(n))
+    if missing:
+        print(f"\n(not in this version of the engine: {', '.join(missing)})")
+    print(
+        f"\nCPU per order: {thread_cpu * 1000 / n:.3f} ms in the calling thread, "
+        f"{(process_cpu - thread_cpu) * 1000 / n:.3f} ms in other threads (the event "
+        f"publisher's loop: channel-layer sends), {process_cpu * 1000 / n:.3f} ms in all."
+    )
+    if profiler:
+        stats = pstats.Stats(profiler, stream=sys.stdout)
+        stats.sort_stats("tottime").print_stats(args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

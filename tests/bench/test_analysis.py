@@ -188,12 +188,12 @@ def test_profiles_are_summarised_per_step_and_per_library(tmp_path: Path) -> Non
     site = "/venv/lib/python3.11/site-packages"
     stacks = tmp_path / "worker.txt"
     stacks.write_text(
-        f"process 1:\"celery\";run ({site}/celery/app/trace.py:1);"
+        f'process 1:"celery";run ({site}/celery/app/trace.py:1);'
         f"order_execute (/repo/engine/pipeline.py:60);"
         f"execute ({site}/django/db/backends/utils.py:100) 30\n"
-        f"process 1:\"celery\";order_execute (/repo/engine/pipeline.py:60);"
+        f'process 1:"celery";order_execute (/repo/engine/pipeline.py:60);'
         f"dumps (/usr/lib/python3.11/json/__init__.py:200) 10\n"
-        f"process 1:\"celery\";loop ({site}/kombu/asynchronous/hub.py:5) 60\n"
+        f'process 1:"celery";loop ({site}/kombu/asynchronous/hub.py:5) 60\n'
     )
     summary = summarise(stacks, rate=100, orders=10)
     assert summary["samples"] == 100

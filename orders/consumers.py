@@ -283,6 +283,9 @@ def _submit_from_socket(text_data: str | None, scope: dict[str, Any]) -> tuple[i
     from orders.serializers import OrderSubmitSerializer
 
     close_old_connections()
+    limited = _submission_rate_limited(scope)
+    if limited is not None:
+        return 429, limited
     if text_data is None:
         return 400, error_body("invalid_message", "send the order as JSON text, not binary")
     if len(text_data) > MAX_MESSAGE_BYTES:
@@ -306,3 +309,28 @@ def _submit_from_socket(text_data: str | None, scope: dict[str, Any]) -> tuple[i
     except OrderError as error:
         return 422, error_body(error.code, error.message, error.details)
     return 201, order_to_dict(order, order_events(order))
+
+
+def _submission_rate_limited(scope: dict[str, Any]) -> dict[str, Any] | None:
+    """The HTTP submission limit, on the same per-client budget (a fresh socket per order must
+    not escape it): the client's address and X-Forwarded-For come from the ASGI scope."""
+    from django.http import HttpRequest
+
+    from orders.errors import RateLimitedError, error_body
+    from orders.views import enforce_rate_limit
+
+    request = HttpRequest()
+    request.method = "POST"
+    request.META["REMOTE_ADDR"] = (scope.get("client") or ("",))[0] or ""
+    for name, value in scope.get("headers", []):
+        if name == b"x-forwarded-for":
+            request.META["HTTP_X_FORWARDED_FOR"] = value.decode("latin-1")
+    try:
+        enforce_rate_limit(request)
+    except RateLimitedError as error:
+        return error_body(
+            "rate_limited",
+            "too many orders from this client; slow down",
+            {"retryAfter": error.retry_after},
+        )
+    return None

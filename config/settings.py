@@ -173,6 +173,7 @@ CELERY_TASK_DEFAULT_QUEUE = "orders"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower sees tasks live
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # the worker logs in the same format as the web
 CELERY_TASK_SEND_SENT_EVENT = False  # one broker round trip less per dispatch
 CELERY_TIMEZONE = "UTC"
 # Periodic work has its own queue, so the 1 s watcher never waits behind a backlog of orders.

@@ -381,25 +381,29 @@ def _quote_latency() -> None:
         time.sleep(latency_ms / 1000)
 
 
-def route_best(*, token_in: Token, token_out: Token, amount_in: int) -> RoutingDecision:
-    """Quote every venue (and split / two-hop candidates) and choose the best net output."""
+def route_best(
+    *, token_in: Token, token_out: Token, amount_in: int, reference: str = ""
+) -> RoutingDecision:
+    """Quote every venue (and split / two-hop candidates) and choose the best net output.
+    `reference` names what the decision is for in the log line (the engine passes the order)."""
     market = market_load([(token_in, token_out)])
     _quote_latency()
     decision = market.route(token_in=token_in, token_out=token_out, amount_in=amount_in)
-    decision_log(decision)
+    decision_log(decision, reference=reference)
     return decision
 
 
-def decision_log(decision: RoutingDecision) -> None:
-    """One structured line per decision: every quote and the reason."""
+def decision_log(decision: RoutingDecision, *, reference: str = "") -> None:
+    """One structured line per decision: what it is for, every quote and the reason."""
     best = decision.best
     quotes = ",".join(
         f"{Market._describe(q).replace(' ', '_')}:{q.to_dict(legs=False)['amountOut']}"
         for q in decision.quotes
     )
     logger.info(
-        "route pair=%s/%s amount_in=%s best=%s amount_out=%s price=%s impact=%s%% fee=%s "
+        "route ref=%s pair=%s/%s amount_in=%s best=%s amount_out=%s price=%s impact=%s%% fee=%s "
         "quotes=%s reason=%r",
+        reference or "-",
         best.token_in.symbol,
         best.token_out.symbol,
         best.to_dict(legs=False)["amountIn"],

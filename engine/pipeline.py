@@ -232,7 +232,10 @@ def _interrupted(order: Order) -> Outcome | None:
 def _quote(order: Order) -> RoutingDecision:
     token_in, token_out = token_get(order.token_in), token_get(order.token_out)
     return route_best(
-        token_in=token_in, token_out=token_out, amount_in=to_units(order.amount_in, token_in)
+        token_in=token_in,
+        token_out=token_out,
+        amount_in=to_units(order.amount_in, token_in),
+        reference=f"order={order.pk}",
     )
 
 

@@ -7,9 +7,10 @@ import logging
 from functools import partial
 from uuid import UUID
 
+import redis
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from engine.events import outbox
@@ -25,6 +26,12 @@ logger = logging.getLogger("engine.tasks")
     reject_on_worker_lost=True,
     max_retries=None,
     ignore_result=True,
+    # PostgreSQL or Redis down for a moment: try again later rather than drop the message (the
+    # reconciler would find the order, but only once beat and the database are back).
+    autoretry_for=(OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    retry_jitter=True,
 )
 def execute_order_task(self, order_id: str) -> str:  # type: ignore[no-untyped-def]
     outcome = order_execute(UUID(order_id))

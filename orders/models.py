@@ -95,9 +95,8 @@ class Order(models.Model):
         ]
 
     def __str__(self) -> str:
-        return (
-            f"{self.order_type} {self.amount_in} {self.token_in}→{self.token_out} [{self.status}]"
-        )
+        amount = format(self.amount_in.normalize(), "f")
+        return f"{self.order_type} {amount} {self.token_in}→{self.token_out} [{self.status}]"
 
     @property
     def slippage_percent(self):

@@ -64,11 +64,7 @@ def test_one_line_per_transition_and_routing_decision_in_web_and_worker(services
         ("5", "submitted", "confirmed"),
     ]
     # One routing decision line, with every venue's quote and the reason.
-    decisions = re.findall(r"route pair=SOL/USDC amount_in=0\.750000000 .*", worker_log)
+    decisions = re.findall(r"route ref=\S+ pair=SOL/USDC amount_in=0\.750000000 .*", worker_log)
     assert len(decisions) == 1
     assert "best=" in decisions[0] and "quotes=" in decisions[0] and "reason=" in decisions[0]
-    if market not in decisions[0]:
-        pytest.xfail(
-            "dex/router.py decision_log does not name the order: the routing line can only be "
-            "matched to its order by time and amount"
-        )
+    assert f"ref=order={market} " in decisions[0]

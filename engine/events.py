@@ -49,7 +49,9 @@ class Outbox:
     """A FIFO of side effects run by one daemon thread per process (re-created after a fork)."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[Callable[[], Any] | list[dict[str, Any]]] = queue.Queue()
+        self._queue: queue.Queue[Callable[[], Any] | list[dict[str, Any]] | threading.Event] = (
+            queue.Queue()
+        )
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -79,7 +81,7 @@ class Outbox:
         if self._pid != os.getpid():
             return
         done = threading.Event()
-        self._queue.put(done.set)
+        self._queue.put(done)  # set once its batch's effects and messages are all out
         done.wait(timeout)
 
     def _run(self) -> None:
@@ -93,18 +95,23 @@ class Outbox:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            messages = [m for i in batch if isinstance(i, list) for m in i]
-            try:
-                if messages:
-                    self._loop.run_until_complete(_send_all(messages))
-            except Exception:
-                logger.warning("publishing %d events failed", len(messages), exc_info=True)
+            # Effects (the order's Redis copy) before the batch's messages: a client that reads
+            # the order as soon as it hears of an update must find at least that update.
             for effect in batch:
                 if callable(effect):
                     try:
                         effect()
                     except Exception:
                         logger.warning("after-commit effect failed", exc_info=True)
+            messages = [m for i in batch if isinstance(i, list) for m in i]
+            try:
+                if messages:
+                    self._loop.run_until_complete(_send_all(messages))
+            except Exception:
+                logger.warning("publishing %d events failed", len(messages), exc_info=True)
+            for marker in batch:
+                if isinstance(marker, threading.Event):
+                    marker.set()
 
 
 async def _send_all(messages: list[dict[str, Any]]) -> None:

@@ -84,7 +84,7 @@ def event_announce(order: Order, event: OrderEvent) -> None:
     )
 
     def after_commit() -> None:
+        outbox.run(refresh)  # queued first: the copy is fresh before anyone hears of the event
         outbox.publish([message])
-        outbox.run(refresh)
 
     transaction.on_commit(after_commit)

@@ -72,7 +72,7 @@ async def connected_to_firehose() -> WebsocketCommunicator:
 
 
 async def answer(ws: WebsocketCommunicator) -> dict[str, Any]:
-    return json.loads(await ws.receive_from(timeout=15))
+    return json.loads(await ws.receive_from(timeout=30))
 
 
 async def still_alive(ws: WebsocketCommunicator) -> None:
@@ -137,11 +137,11 @@ async def test_a_flood_of_subscribes_is_capped_and_leaves_no_group_behind() -> N
     ids = await submit_orders(3)
     ws = await connected_to_firehose()
     assert group_members() == {f"{GROUP_KEYS[:-1]}orders.firehose": 1}
-    # The same order a thousand times: one membership, no duplicate replay.
-    for _ in range(1000):
+    # The same order 500 times: one membership, no duplicate replay.
+    for _ in range(500):
         await ws.send_to(text_data=json.dumps({"action": "subscribe", "orderId": ids[0]}))
-    replies = [await answer(ws) for _ in range(1001)]  # 1000 "subscribed" + the one replay
-    assert sum(r["type"] == "subscribed" for r in replies) == 1000
+    replies = [await answer(ws) for _ in range(501)]  # 500 "subscribed" + the one replay
+    assert sum(r["type"] == "subscribed" for r in replies) == 500
     assert [r["seq"] for r in replies if r["type"] == "order.update"] == [1]
     assert await ws.receive_nothing(timeout=0.2)
     # Orders that do not exist: an error each, no group created for any of them.

@@ -129,13 +129,26 @@ def _recent_blockhash(now: datetime) -> str:
     return _b58_hash("blockhash", str(slot))
 
 
+_activity: tuple[float, int] = (0.0, 0)
+
+
+def _recent_activity() -> int:
+    """Transactions the chain saw in the last ACTIVITY_WINDOW, counted at most once a second
+    per process: a fee estimate is a sampled figure, and a COUNT per transaction is not free."""
+    global _activity
+    now = time.monotonic()
+    if now - _activity[0] > 1.0:
+        recent = models.ChainTransaction.objects.filter(
+            created_at__gte=timezone.now() - ACTIVITY_WINDOW
+        ).count()
+        _activity = (now, recent)
+    return _activity[1]
+
+
 def priority_fee_market(rng: random.Random) -> int:
     """Micro-lamports per CU that lands a transaction now: a floor, rising with the number of
     transactions the chain saw in the last seconds, with some noise, as fee estimators report."""
-    recent = models.ChainTransaction.objects.filter(
-        created_at__gte=timezone.now() - ACTIVITY_WINDOW
-    ).count()
-    congestion = 1 + recent / 20
+    congestion = 1 + _recent_activity() / 20
     fee = int(PRIORITY_FEE_FLOOR * congestion * rng.uniform(0.8, 1.25))
     return max(1, min(fee, PRIORITY_FEE_CAP))
 

@@ -40,7 +40,7 @@ from dex.types import (
 )
 from engine.formatting import decimal_str, iso
 from engine.ratelimit import rate_reserve
-from engine.transitions import order_transition
+from engine.transitions import Step, order_transition, order_transitions
 from orders.models import Order, OrderStatus, OrderType
 
 logger = logging.getLogger("engine.pipeline")
@@ -174,46 +174,43 @@ def _prepare(order: Order) -> Outcome | None:
         locked = _locked(order, status=status, attempts=attempts)
         if locked is None:
             return None
-        best = decision.best
-        order_transition(
+        best, public = decision.best, quote_state["public"]
+        order_transitions(
             locked,
-            OrderStatus.ROUTING,
-            attempts=attempt,
-            next_attempt_at=None,
-            selected_dex=best.dex,
-            tx_hash="",
-            transaction=None,
-            quote=quote_state,
-            error="",
-            error_code="",
-            payload={
-                "quotes": [q.to_dict(legs=False) for q in decision.quotes],
-                "selectedDex": best.dex,
-                "quote": quote_state["public"],
-                "reason": decision.reason,
-            },
+            [
+                Step(
+                    OrderStatus.ROUTING,
+                    {
+                        "quotes": [q.to_dict(legs=False) for q in decision.quotes],
+                        "selectedDex": best.dex,
+                        "quote": public,
+                        "reason": decision.reason,
+                    },
+                    {
+                        "attempts": attempt,
+                        "next_attempt_at": None,
+                        "selected_dex": best.dex,
+                        "tx_hash": "",
+                        "transaction": None,
+                        "quote": quote_state,
+                        "error": "",
+                        "error_code": "",
+                    },
+                ),
+                Step(
+                    OrderStatus.BUILDING,
+                    {"selectedDex": best.dex, "quote": public, "transaction": tx.summary()},
+                    {"transaction": tx.to_state()},
+                ),
+                Step(
+                    OrderStatus.SUBMITTED,
+                    {"txHash": tx.signature, "selectedDex": best.dex, "quote": public},
+                    {"tx_hash": tx.signature},
+                ),
+            ],
         )
-        order_transition(
-            locked,
-            OrderStatus.BUILDING,
-            transaction=tx.to_state(),
-            payload={
-                "selectedDex": best.dex,
-                "quote": quote_state["public"],
-                "transaction": tx.summary(),
-            },
-        )
-        order_transition(
-            locked,
-            OrderStatus.SUBMITTED,
-            tx_hash=tx.signature,
-            payload={
-                "txHash": tx.signature,
-                "selectedDex": best.dex,
-                "quote": quote_state["public"],
-            },
-        )
-    return _send(tx)
+    # Settle with the order as just committed (the settle step locks and checks it again).
+    return _send(tx) or _settle(locked)
 
 
 def _interrupted(order: Order) -> Outcome | None:

@@ -8,6 +8,7 @@ refreshed) only after the commit.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -29,6 +30,15 @@ def order_is_final(order: Order) -> bool:
     return order.status in TERMINAL and order.next_attempt_at is None
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One transition: the new status, its event's payload, the order's fields it sets."""
+
+    status: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
 def order_transition(
     order: Order, status: str, *, payload: dict[str, Any] | None = None, **fields: Any
 ) -> OrderEvent:
@@ -36,55 +46,70 @@ def order_transition(
 
     The caller holds the row lock (`select_for_update`) inside `transaction.atomic()`.
     """
+    return order_transitions(order, [Step(status, payload or {}, fields)])[0]
+
+
+def order_transitions(order: Order, steps: list[Step]) -> list[OrderEvent]:
+    """Several transitions in a row, in the caller's transaction on the locked order: each is
+    checked by the state machine and gets its own event, and the order is written once."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("order_transition needs the caller's transaction")
-    if not transition_allowed(order.status, status):
-        raise IllegalTransition(
-            f"an order cannot go from {order.status} to {status}",
-            details={"orderId": str(order.id), "from": order.status, "to": status},
+    events: list[OrderEvent] = []
+    changed = {"status", "last_seq", "updated_at"}
+    for step in steps:
+        if not transition_allowed(order.status, step.status):
+            raise IllegalTransition(
+                f"an order cannot go from {order.status} to {step.status}",
+                details={"orderId": str(order.id), "from": order.status, "to": step.status},
+            )
+        now = timezone.now()
+        previous = order.status
+        order.status = step.status
+        order.last_seq += 1
+        order.updated_at = now
+        for name, value in step.fields.items():
+            setattr(order, name, value)
+        changed.update(step.fields)
+        events.append(
+            OrderEvent(
+                order=order,
+                seq=order.last_seq,
+                status=step.status,
+                attempt=order.attempts,
+                payload=step.payload,
+                created_at=now,
+            )
         )
-    now = timezone.now()
-    previous = order.status
-    order.status = status
-    order.last_seq += 1
-    order.updated_at = now
-    for name, value in fields.items():
-        setattr(order, name, value)
-    order.save(update_fields=["status", "last_seq", "updated_at", *fields])
-    event = OrderEvent.objects.create(
-        order=order,
-        seq=order.last_seq,
-        status=status,
-        attempt=order.attempts,
-        payload=payload or {},
-        created_at=now,
-    )
-    logger.info(
-        "transition order=%s seq=%d %s->%s attempt=%d%s",
-        order.id,
-        event.seq,
-        previous,
-        status,
-        order.attempts,
-        f" error={order.error_code!r}" if status == "failed" else "",
-    )
-    event_announce(order, event)
-    return event
+        logger.info(
+            "transition order=%s seq=%d %s->%s attempt=%d%s",
+            order.id,
+            order.last_seq,
+            previous,
+            step.status,
+            order.attempts,
+            f" error={order.error_code!r}" if step.status == "failed" else "",
+        )
+    order.save(update_fields=sorted(changed))
+    OrderEvent.objects.bulk_create(events)
+    events_announce(order, events)
+    return events
 
 
 def event_announce(order: Order, event: OrderEvent) -> None:
-    """After the commit: publish the event and refresh the order's Redis copy (on the outbox
-    thread, so neither delays the caller)."""
-    message = event_message(event_to_wire(event))
+    events_announce(order, [event])
+
+
+def events_announce(order: Order, events: list[OrderEvent]) -> None:
+    """After the commit, on the outbox thread: refresh the order's Redis copy, then publish
+    the events (a client told of an update can read at least that update)."""
+    messages = [event_message(event_to_wire(e)) for e in events]
+    live = not order_is_final(order)
     refresh = partial(
-        order_cache_store,
-        order_to_dict(order),
-        [event_public(event)],
-        live=not order_is_final(order),
+        order_cache_store, order_to_dict(order), [event_public(e) for e in events], live=live
     )
 
     def after_commit() -> None:
-        outbox.run(refresh)  # queued first: the copy is fresh before anyone hears of the event
-        outbox.publish([message])
+        outbox.run(refresh)
+        outbox.publish(messages)
 
     transaction.on_commit(after_commit)

@@ -60,6 +60,10 @@ def timed(client: httpx.Client, method: str, path: str, **kw: Any) -> tuple[http
 
 
 def assert_unavailable(response: httpx.Response, elapsed: float, *, allowed: set[int]) -> None:
+    print(
+        f"outage {response.request.method} {response.request.url.path}: "
+        f"{response.status_code} in {elapsed:.2f} s"
+    )
     assert response.status_code in allowed, (response.request.url, response.text)
     assert response.headers["content-type"].startswith("application/json"), response.text
     assert elapsed < ANSWER_WITHIN, (response.request.url, elapsed)

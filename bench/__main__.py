@@ -4,8 +4,9 @@ bench/results/<scenario>.{json,md,png}.
 Start the engine first, with the scenario's settings, for example:
     uv run python -m bench.serve --mode spec        # then: uv run python -m bench spec
     uv run python -m bench.serve --mode capacity    # then: capacity, api, ws, ws-scale
-or `make run` (its defaults are the spec scenario's, except API_RATE_LIMIT: spec submits over
-WebSockets, which that limit does not cover).
+or `API_RATE_LIMIT=0 make run` for the spec scenario (make run's defaults are the spec's, but its
+per-client submission limit of 100/minute would refuse 200 of the benchmark's 300 orders, which
+all come from one address).
 """
 
 from __future__ import annotations
@@ -101,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     paths = report.write(result, name=args.name or args.scenario, command=command)
     print(paths[1].read_text())
     print("written: " + ", ".join(str(p) for p in paths))
+    for note in result.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     failed = [t["name"] for t in result.get("targets", []) if t["ok"] is False]
     if failed:
         print("targets missed: " + "; ".join(failed), file=sys.stderr)
+        return 1
     return 0
 
 

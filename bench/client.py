@@ -412,6 +412,8 @@ class Drive:
                 self._register(run, message["order"]["orderId"])
             elif kind == "error":
                 self._answer(run)
+                # As the HTTP face would answer: the rate limit is a 429, the rest a 4xx.
+                run.http_status = 429 if message.get("error") == "rate_limited" else 400
                 run.error = json.dumps(message)[:300]
                 return
 

@@ -54,7 +54,7 @@ STEPS: tuple[tuple[str, str | None, str], ...] = (
     ("channel layer (channels_redis, any thread)", None, "channels_redis/"),
     ("order cache write (Redis)", "order_cache_store", "engine/cache.py"),
     ("Celery task dispatch (apply_async)", "apply_async", "celery/app/task.py"),
-    ("Celery/kombu/billiard machinery", None, "/celery/"),
+    ("Celery/kombu/billiard outside the task body", None, "/celery/"),
     ("Django: Model.save", "save", "django/db/models/base.py"),
     ("Django: SQL compilation (as_sql)", "as_sql", "django/db/models/sql/compiler.py"),
     ("Django: model instances from rows", "from_db", "django/db/models/base.py"),
@@ -68,6 +68,10 @@ STEPS: tuple[tuple[str, str | None, str], ...] = (
     ("daphne / twisted / autobahn", None, "/daphne/"),
     ("asgiref sync_to_async hops", None, "asgiref/sync.py"),
 )
+
+#: Labels that count only samples outside `order_execute` (the task body runs under Celery's
+#: frames, so "inside Celery" would otherwise be everything).
+OUTSIDE_TASK = frozenset({"Celery/kombu/billiard outside the task body"})
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
@@ -97,8 +101,15 @@ def _library(path: str, func: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-def summarise(path: Path, *, rate: int, orders: int) -> dict[str, Any]:
-    """Collapsed stacks → samples per engine step (inclusive) and per library (self)."""
+def summarise(
+    path: Path, *, rate: int, orders: int, measured_cpu: float | None = None
+) -> dict[str, Any]:
+    """Collapsed stacks → CPU ms per order per engine step (inclusive) and per library (self).
+
+    On a machine with more runnable threads than cores, py-spy also samples threads that are
+    ready but waiting for a core, so samples / rate overstates CPU. With `measured_cpu` (the
+    process's CPU seconds from the kernel over the same window) every figure is scaled so that
+    they add up to it: the profile gives the shares, the kernel the total."""
     steps: Counter[str] = Counter()
     libraries: Counter[str] = Counter()
     total = 0
@@ -109,20 +120,28 @@ def summarise(path: Path, *, rate: int, orders: int) -> dict[str, Any]:
         count = int(count_text)
         total += count
         frames = _frames(stack)
+        in_task = any(fn == "order_execute" for fn, _ in frames)
         for label, func, fragment in STEPS:
+            if label in OUTSIDE_TASK and in_task:
+                continue
             if any(fragment in f and (func is None or fn == func) for fn, f in frames):
                 steps[label] += count
         leaf_func, leaf_file = frames[-1] if frames else ("?", "")
         libraries[_library(leaf_file, leaf_func)] += count
 
+    sampled = total / rate
+    scale = measured_cpu / sampled if measured_cpu and sampled else 1.0
+
     def ms(samples: int) -> float | None:
-        return round(samples * 1000 / rate / orders, 3) if orders else None
+        return round(samples * scale * 1000 / rate / orders, 3) if orders else None
 
     return {
         "file": str(path),
         "samples": total,
-        "cpu_seconds_sampled": round(total / rate, 2),
-        "cpu_ms_per_order_sampled": ms(total),
+        "cpu_seconds_sampled": round(sampled, 2),
+        "cpu_seconds_measured": round(measured_cpu, 2) if measured_cpu else None,
+        "scaled_to_measured": scale != 1.0,
+        "cpu_ms_per_order": ms(total),
         "steps_inclusive_ms_per_order": {k: ms(v) for k, v in steps.most_common() if v},
         "libraries_self_ms_per_order": {k: ms(v) for k, v in libraries.most_common(25)},
     }
@@ -185,14 +204,16 @@ class Profiler:
                 proc.kill()
                 print(f"py-spy for {role} did not stop; killed", file=sys.stderr)
 
-    def report(self, orders: int) -> dict[str, Any]:
+    def report(self, orders: int, measured: dict[str, float] | None = None) -> dict[str, Any]:
+        """`measured`: CPU seconds per role from the sampler, to scale the profiles by."""
         out: dict[str, Any] = {"rate_hz": self.rate}
         for role, (proc, path) in self.procs.items():
             if not path.exists():
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
                 out[role] = {"error": f"no profile written: {err.strip()[:300]}"}
                 continue
-            out[role] = summarise(path, rate=self.rate, orders=orders)
+            cpu = (measured or {}).get(role)
+            out[role] = summarise(path, rate=self.rate, orders=orders, measured_cpu=cpu)
         return out
 
 
@@ -201,10 +222,14 @@ def main() -> None:
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--orders", type=int, required=True)
     parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument(
+        "--cpu", type=float, action="append", help="measured CPU seconds, one per file, to scale"
+    )
     args = parser.parse_args()
-    for path in args.files:
-        report = summarise(path, rate=args.rate, orders=args.orders)
-        print(f"\n{path}: {report['cpu_ms_per_order_sampled']} ms of CPU per order sampled")
+    for i, path in enumerate(args.files):
+        cpu = args.cpu[i] if args.cpu and i < len(args.cpu) else None
+        report = summarise(path, rate=args.rate, orders=args.orders, measured_cpu=cpu)
+        print(f"\n{path}: {report['cpu_ms_per_order']} ms of CPU per order")
         print("  by step (inclusive):")
         for label, value in report["steps_inclusive_ms_per_order"].items():
             print(f"    {value:8.3f}  {label}")

@@ -131,6 +131,13 @@ def markdown(r: dict[str, Any]) -> str:
         f"| **engine total** (web, worker, pool, beat, its PostgreSQL backends) | "
         f"{_fmt(res['engine_cpu_seconds'])} | **{_fmt(res['engine_cpu_ms_per_order'])}** | | | |"
     )
+    pg = res["groups"].get("postgres-server (shared, exited backends)")
+    if pg and res.get("engine_cpu_ms_per_order") is not None:
+        total = res["engine_cpu_ms_per_order"] + (pg["cpu_ms_per_order"] or 0)
+        lines.append(
+            f"| **engine + PostgreSQL backends that exited during the run** | | "
+            f"**{_fmt(total)}** | | | |"
+        )
     if res.get("machine"):
         mm = res["machine"]
         lines.append("")
@@ -139,6 +146,27 @@ def markdown(r: dict[str, Any]) -> str:
             f"{res['wall_seconds']} s ({mm['busy_percent']} % of {mm['cores']} cores), other "
             f"people's work included."
         )
+    for role, prof in (r.get("profile") or {}).items():
+        if not isinstance(prof, dict) or "steps_inclusive_ms_per_order" not in prof:
+            continue
+        how = "scaled to the measured CPU" if prof.get("scaled_to_measured") else "as sampled"
+        lines += [
+            "",
+            f"Profile of the {role} (py-spy, {how}): {_fmt(prof['cpu_ms_per_order'])} ms "
+            "of CPU per order.",
+            "",
+            "| step (inclusive) | ms / order | | library (self) | ms / order |",
+            "|---|---:|---|---|---:|",
+        ]
+        steps = list(prof["steps_inclusive_ms_per_order"].items())[:18]
+        libs = list(prof["libraries_self_ms_per_order"].items())[:18]
+        for i in range(max(len(steps), len(libs))):
+            a = steps[i] if i < len(steps) else ("", None)
+            b = libs[i] if i < len(libs) else ("", None)
+            lines.append(
+                f"| {a[0]} | {_fmt(a[1]) if a[0] else ''} | | {b[0]} | "
+                f"{_fmt(b[1]) if b[0] else ''} |"
+            )
     for note in r.get("notes", []):
         lines.append(f"\nNote: {note}")
     lines.append("")

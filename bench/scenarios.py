@@ -165,6 +165,13 @@ async def _drive(
     )
     await drive.close()
     metrics["timed_out"] = not complete
+    notes = []
+    if metrics["refused"].get("429"):
+        notes.append(
+            f"the engine refused {metrics['refused']['429']} submissions with 429 (its "
+            "API_RATE_LIMIT, which WebSocket submissions spend too): start it with "
+            "API_RATE_LIMIT=0, as `python -m bench.serve` does"
+        )
     result = {
         "scenario": name,
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
@@ -187,11 +194,22 @@ async def _drive(
         "machine": machine(),
         "metrics": metrics,
         "resources": sampler.report(metrics["final"]),
+        "notes": notes,
         "_distributions": dist,
     }
     if opts.profile:
-        result["profile"] = profiler.report(metrics["final"])
+        result["profile"] = profiler.report(metrics["final"], _measured(result["resources"]))
     return result
+
+
+def _measured(resources: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds of the profiled roles: py-spy's worker profile covers the pool children."""
+    groups = resources["groups"]
+
+    def cpu(name: str) -> float:
+        return groups.get(name, {}).get("cpu_seconds", 0.0)
+
+    return {"web": cpu("web"), "worker": cpu("worker") + cpu("worker-pool")}
 
 
 def target(name: str, value: Any, op: str, goal: float, unit: str = "") -> dict[str, Any]:
@@ -288,7 +306,7 @@ async def api(opts: Options) -> dict[str, Any]:
         orders=int(rate * duration),
         submit="http",
         rate=rate,
-        within=opts.timeout or duration + 120,
+        within=opts.timeout or duration + 600,
     )
     m = result["metrics"]
     result["targets"] = [
@@ -312,7 +330,7 @@ async def ws(opts: Options) -> dict[str, Any]:
         submit=opts.extra.get("submit") or "ws",
         follow=opts.extra.get("submit") == "http",
         rate=rate,
-        within=opts.timeout or duration + 120,
+        within=opts.timeout or duration + 600,
     )
     m = result["metrics"]
     result["targets"] = [
@@ -441,7 +459,7 @@ async def ws_scale(opts: Options) -> dict[str, Any]:
         "_distributions": dist,
     }
     if opts.profile:
-        result["profile"] = profiler.report(metrics["final"])
+        result["profile"] = profiler.report(metrics["final"], _measured(result["resources"]))
     c = metrics["connections"]
     result["targets"] = [
         target(

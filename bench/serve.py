@@ -6,7 +6,9 @@ or when the command given after `--` ends:
     uv run python -m bench.serve --mode capacity                 # serve until Ctrl-C
     uv run python -m bench.serve --mode capacity -- uv run python -m bench capacity
 
-It writes bench/.run/serve-<port>.json (pids, settings) for the benchmark to find the processes.
+The processes run as the Procfile runs them (daphne with DB_POOL=1, the worker on the orders and
+periodic queues, beat). It writes bench/.run/serve-<port>.json (pids, settings) for the
+benchmark to find the processes.
 The database is dropped and migrated afresh at start (`--keep-db` to reuse it): a run's thousands
 of orders must not slow the next one down.
 """
@@ -37,8 +39,8 @@ REDIS_DB = 9
 
 MODES: dict[str, dict[str, str]] = {
     # make run's defaults, except the API limit: the 300 orders come from one address here, where
-    # the specification has them come from many clients (the benchmark submits over WebSockets
-    # by default, which the limit does not cover either).
+    # the specification has them come from many clients (WebSocket submissions spend the same
+    # per-client budget as POSTs).
     "spec": {
         "DEX_QUOTE_LATENCY_MS": "200",
         "DEX_EXECUTION_LATENCY_MS": "2000-3000",
@@ -252,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             "REDIS_DB": REDIS_DB,
             "open_files_limit": files,
             "beat": not args.no_beat,
+            "web": "daphne, DB_POOL=1 (as the Procfile)",
+            "worker": f"prefork x{env['ORDER_CONCURRENCY']}, queues orders,periodic",
         }
         for item in args.set:
             key, _, value = item.partition("=")

@@ -197,7 +197,10 @@ def test_profiles_are_summarised_per_step_and_per_library(tmp_path: Path) -> Non
     )
     summary = summarise(stacks, rate=100, orders=10)
     assert summary["samples"] == 100
-    assert summary["cpu_ms_per_order_sampled"] == 100.0
+    assert summary["cpu_ms_per_order"] == 100.0
+    scaled = summarise(stacks, rate=100, orders=10, measured_cpu=0.5)
+    assert scaled["cpu_ms_per_order"] == 50.0
+    assert scaled["libraries_self_ms_per_order"]["kombu"] == 30.0
     steps = summary["steps_inclusive_ms_per_order"]
     assert steps["task: order_execute (all steps)"] == 40.0
     assert steps["Django: cursor execute (incl. psycopg)"] == 30.0

@@ -214,4 +214,5 @@ def analyse(
             d["out_of_order"] + d["duplicates"] for d in deliveries.values()
         )
     metrics["load_generator_loop_lag_ms"] = _round(summary(drive.loop_lag_ms))
+    metrics["read_back_errors"] = drive.read_back_errors[:10]
     return metrics, dist

@@ -21,7 +21,7 @@ import base58
 import httpx
 from tqdm import tqdm
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from bench.stats import is_final, parse_ts
 
@@ -144,6 +144,7 @@ class Drive:
         self._answered = 0
         self._all_answered = asyncio.Event()
         self.loop_lag_ms: list[float] = []
+        self.read_back_errors: list[str] = []
         self.bar = tqdm(total=total, desc=desc, unit="order", disable=not progress, smoothing=0.1)
         self.http = httpx.AsyncClient(
             base_url=self.url,
@@ -322,30 +323,50 @@ class Drive:
         results: dict[str, Any] = {}
         shares = [ids[i::4] for i in range(4)]
         await asyncio.gather(*(self._read_back_ws(share, results) for share in shares if share))
+        rest = [i for i in ids if i not in results]
+        if rest:
+            # A socket that kept failing: what it did not read comes by HTTP instead.
+            results.update(await self._read_back_http(rest))
         return results
 
     async def _read_back_ws(self, ids: list[str], results: dict[str, Any]) -> None:
-        async with connect(f"{self.ws_url}/ws", **WS_OPTIONS) as ws:
-            for order_id in ids:
-                await ws.send(json.dumps({"action": "subscribe", "orderId": order_id}))
-                events: list[dict[str, Any]] = []
-                found = True
-                try:
-                    async with asyncio.timeout(10):
-                        while not events or not is_final(events[-1]):
-                            message = json.loads(await ws.recv())
-                            if message.get("orderId") != order_id:
-                                continue  # the firehose, before the first subscription
-                            if message.get("type") == "error":
-                                found = False
-                                break
-                            if message.get("type") == "order.update":
-                                events.append(message)
-                except TimeoutError:
-                    pass  # not final: what there is will show the order as lost
-                if found:
-                    results[order_id] = {"events": events}
-                await ws.send(json.dumps({"action": "unsubscribe", "orderId": order_id}))
+        """Subscribe to each order in turn and collect its replay; reconnect (a few times) when
+        the server closes the socket, and leave what is still unread to the caller."""
+        todo = list(ids)
+        for _ in range(3):
+            try:
+                async with connect(f"{self.ws_url}/ws", **WS_OPTIONS) as ws:
+                    while todo:
+                        order_id = todo[0]
+                        events = await self._replay(ws, order_id)
+                        if events is not None:
+                            results[order_id] = {"events": events}
+                        todo.pop(0)
+                return
+            except (OSError, ConnectionClosed, TimeoutError) as error:
+                self.read_back_errors.append(f"{type(error).__name__}: {error}"[:200])
+                await asyncio.sleep(0.5)
+
+    async def _replay(self, ws: ClientConnection, order_id: str) -> list[dict[str, Any]] | None:
+        """One order's persisted events by subscription (None: the server has no such order)."""
+        await ws.send(json.dumps({"action": "subscribe", "orderId": order_id}))
+        events: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(10):
+                while not events or not is_final(events[-1]):
+                    message = json.loads(await ws.recv())
+                    if message.get("orderId") != order_id:
+                        continue  # the firehose, before the first subscription
+                    if message.get("type") == "error":
+                        if message.get("error") == "not_found":
+                            return None
+                        raise ConnectionClosedError(None, None)  # retry on a new socket
+                    if message.get("type") == "order.update":
+                        events.append(message)
+        except TimeoutError:
+            pass  # not final: what there is shows the order as lost
+        await ws.send(json.dumps({"action": "unsubscribe", "orderId": order_id}))
+        return events
 
     async def _read_back_http(self, ids: list[str], *, concurrency: int = 16) -> dict[str, Any]:
         results: dict[str, Any] = {}

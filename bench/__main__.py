@@ -43,12 +43,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="api/ws: seconds of load (30)")
     p.add_argument("--concurrency", type=int, help="capacity closed loop: requests in flight (32)")
     p.add_argument(
-        "--submit", choices=("http", "ws"), help="spec/ws: POST, or each order over its own socket"
+        "--submit",
+        choices=("http", "ws"),
+        help="spec (default ws), ws (default http): POST, or each order over its own socket",
     )
     p.add_argument(
         "--follow",
         action="store_true",
-        help="capacity: also follow every order on its own /ws/orders/<id> socket",
+        help="capacity, ws: also follow every order on its own /ws/orders/<id> socket",
     )
     p.add_argument("--executing-limit", type=int, help="spec: the worker concurrency (10)")
     p.add_argument("--connect-concurrency", type=int, help="ws-scale: handshakes in flight (32)")

@@ -43,6 +43,7 @@ def _channel(
     were replayed from the database when the client subscribed). `skip_first`: the `pending`
     update of an order submitted over its socket comes by replay after `order.accepted`."""
     latencies: list[float] = []
+    by_status: dict[str, list[float]] = {}
     totals = Counter()
     bad_orders = 0
     for order_id, last in last_seq.items():
@@ -57,6 +58,7 @@ def _channel(
             if since is not None and d.ts < since - TS_RESOLUTION:
                 continue
             latencies.append((d.recv - d.ts) * 1000)
+            by_status.setdefault(d.status, []).append(latencies[-1])
     return {
         "orders": len(last_seq),
         "updates_received": totals["received"],
@@ -65,6 +67,10 @@ def _channel(
         "duplicates": totals["duplicates"],
         "orders_with_gaps": bad_orders,
         "latency_ms": _round(summary(latencies)),
+        "latency_ms_by_status": {
+            status: {k: v for k, v in _round(summary(values)).items() if k in ("p50", "p99")}
+            for status, values in by_status.items()
+        },
     }, latencies
 
 
@@ -180,7 +186,7 @@ def analyse(
     all_latencies: list[float] = []
     if firehose:
         report, lat = _channel(drive.firehose_ours(), last_seq)
-        report["connection_lost"] = drive.firehose_closed
+        report["reconnects"] = drive.firehose_drops
         report["other_orders_updates"] = drive.firehose_other
         deliveries["firehose"] = report
         dist["WebSocket delivery, firehose (ms)"] = lat
@@ -215,4 +221,5 @@ def analyse(
         )
     metrics["load_generator_loop_lag_ms"] = _round(summary(drive.loop_lag_ms))
     metrics["read_back_errors"] = drive.read_back_errors[:10]
+    metrics["finals_found_by_polling"] = drive.polled_finals
     return metrics, dist

@@ -21,9 +21,13 @@ import base58
 import httpx
 from tqdm import tqdm
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+from websockets.exceptions import ConnectionClosedError, WebSocketException
 
 from bench.stats import is_final, parse_ts
+
+#: What opening or using a socket can raise: refused or reset connections, a handshake the server
+#: dropped (an overloaded daphne closes sockets before answering), a close mid-stream, a timeout.
+SOCKET_ERRORS = (OSError, EOFError, TimeoutError, WebSocketException)
 
 WS_OPTIONS: dict[str, Any] = {
     # Ten thousand idle clients must not ping daphne every 20 s, and the benchmark measures
@@ -137,7 +141,11 @@ class Drive:
         self.firehose: dict[str, list[Delivery]] = {}
         self.firehose_other = 0  # updates of orders that are not this run's
         self.firehose_closed: str | None = None
-        self._final_recv: dict[str, float] = {}  # order id → first receipt of its final update
+        # order id → first receipt of its final update (None: found by the poller)
+        self._final_recv: dict[str, float | None] = {}
+        self._last_final = time.monotonic()
+        self.polled_finals = 0
+        self.firehose_drops: list[str] = []
         self._final_ours = 0
         self._submitting = True
         self._done = asyncio.Event()
@@ -172,9 +180,13 @@ class Drive:
             self.bar.update(1)
         self._check_done()
 
-    def _mark_final(self, order_id: str, recv: float) -> None:
+    def _mark_final(self, order_id: str, recv: float | None) -> None:
+        """A client saw the order's final update at `recv` (None: the poller found it)."""
+        self._last_final = time.monotonic()
         if order_id in self._final_recv:
-            self._final_recv[order_id] = min(self._final_recv[order_id], recv)
+            if recv is not None:
+                known = self._final_recv[order_id]
+                self._final_recv[order_id] = recv if known is None else min(known, recv)
             run = self.by_id.get(order_id)
             if run is not None:
                 run.final_recv = self._final_recv[order_id]
@@ -343,7 +355,7 @@ class Drive:
                             results[order_id] = {"events": events}
                         todo.pop(0)
                 return
-            except (OSError, ConnectionClosed, TimeoutError) as error:
+            except SOCKET_ERRORS as error:
                 self.read_back_errors.append(f"{type(error).__name__}: {error}"[:200])
                 await asyncio.sleep(0.5)
 
@@ -392,23 +404,50 @@ class Drive:
 
     # --- WebSocket ------------------------------------------------------------------------------
 
-    async def run_firehose(self, ready: asyncio.Event) -> None:
-        """One client on `/ws` receiving every order's updates."""
-        try:
-            async with connect(f"{self.ws_url}/ws", **WS_OPTIONS) as ws:
-                ready.set()
-                async for raw in ws:
-                    recv = time.time()
-                    message = json.loads(raw)
-                    if message.get("type") != "order.update":
-                        continue
-                    order_id = message["orderId"]
-                    self.firehose.setdefault(order_id, []).append(delivery(message, recv))
-                    if is_final(message):
-                        self._mark_final(order_id, recv)
-        except (OSError, ConnectionClosed) as error:
-            self.firehose_closed = f"{type(error).__name__}: {error}"
-            ready.set()
+    async def run_firehose(self, ready: asyncio.Event, *, reconnects: int = 20) -> None:
+        """One client on `/ws` receiving every order's updates. When the server closes it
+        mid-run it reconnects (what was published meanwhile shows as missing: the firehose
+        has no replay) and the drop is reported."""
+        for _ in range(reconnects + 1):
+            try:
+                async with connect(f"{self.ws_url}/ws", **WS_OPTIONS) as ws:
+                    ready.set()
+                    async for raw in ws:
+                        recv = time.time()
+                        message = json.loads(raw)
+                        if message.get("type") != "order.update":
+                            continue
+                        order_id = message["orderId"]
+                        self.firehose.setdefault(order_id, []).append(delivery(message, recv))
+                        if is_final(message):
+                            self._mark_final(order_id, recv)
+                return
+            except SOCKET_ERRORS as error:
+                text = f"{type(error).__name__}: {error}"[:200]
+                if not ready.is_set():
+                    self.firehose_closed = text  # never connected: the caller gives up
+                    ready.set()
+                    return
+                self.firehose_drops.append(text)
+                await asyncio.sleep(0.2)
+
+    async def poll_finals(self, *, every: float = 5.0, batch: int = 100) -> None:
+        """When no client has seen an order end for `every` seconds (its socket was closed, the
+        firehose dropped), ask the API about the orders not yet seen final, so that the run
+        still ends when they do. Orders found final this way count for throughput (from the
+        timestamps) but not for the client-side latencies."""
+        while True:
+            await asyncio.sleep(every)
+            if self._submitting or time.monotonic() - self._last_final < every:
+                continue
+            unseen = [i for i in self.by_id if i not in self._final_recv][:batch]
+            if not unseen:
+                continue
+            for order_id, order in (await self._read_back_http(unseen, concurrency=8)).items():
+                events = order.get("events") or []
+                if events and is_final(events[-1]) and order_id not in self._final_recv:
+                    self.polled_finals += 1
+                    self._mark_final(order_id, None)
 
     def firehose_ours(self) -> dict[str, list[Delivery]]:
         ours = {k: v for k, v in self.firehose.items() if k in self.by_id}
@@ -447,7 +486,7 @@ class Drive:
             run.subscribed_wall = time.time()
             async with ws:
                 await self._collect(ws, run)
-        except (OSError, ConnectionClosed, TimeoutError) as error:
+        except SOCKET_ERRORS as error:
             run.error = run.error or f"follow: {type(error).__name__}: {error}"[:200]
 
     async def open_socket(
@@ -457,7 +496,7 @@ class Drive:
         try:
             async with connects:
                 return await connect(f"{self.ws_url}/api/orders/execute", **WS_OPTIONS)
-        except (OSError, ConnectionClosed, TimeoutError) as error:
+        except SOCKET_ERRORS as error:
             run.error = f"connect: {type(error).__name__}: {error}"[:200]
             return None
 
@@ -473,7 +512,7 @@ class Drive:
             await self._collect(ws, run)
             if hold is not None:
                 await hold.wait()
-        except (OSError, ConnectionClosed) as error:
+        except SOCKET_ERRORS as error:
             run.error = run.error or f"socket: {type(error).__name__}: {error}"[:200]
             self._answer(run)
         finally:

@@ -91,13 +91,29 @@ def markdown(r: dict[str, Any]) -> str:
         f"{m['max_executing_at_once']}."
     )
     if "deliveries" in m:
-        parts = [
-            f"{name}: {d['updates_received']:,} updates, {d['missing']} missing, "
-            f"{d['out_of_order']} out of order, {d['duplicates']} twice"
-            for name, d in m["deliveries"].items()
-        ]
+        parts = []
+        for name, d in m["deliveries"].items():
+            part = (
+                f"{name}: {d['updates_received']:,} updates, {d['missing']} missing, "
+                f"{d['out_of_order']} out of order, {d['duplicates']} twice"
+            )
+            if d.get("reconnects"):
+                part += f", reconnected {len(d['reconnects'])} times after the server closed it"
+            by_status = ", ".join(
+                f"{status} {_fmt(v['p50'])}/{_fmt(v['p99'])}"
+                for status, v in (d.get("latency_ms_by_status") or {}).items()
+            )
+            if by_status:
+                part += f" (p50/p99 ms by status: {by_status})"
+            parts.append(part)
         lines.append("")
         lines.append("WebSocket: " + "; ".join(parts) + ".")
+    if m.get("finals_found_by_polling"):
+        lines.append("")
+        lines.append(
+            f"{m['finals_found_by_polling']} orders were seen final only by polling the API "
+            "(no client received their last update)."
+        )
     if "connections" in m:
         c = m["connections"]
         lines.append("")

@@ -115,6 +115,7 @@ async def _drive(
     raise_fd_limit(orders + 1000 if submit == "ws" else 4096)
     drive = Drive(url=opts.url, total=orders, progress=opts.progress, desc=name)
     lag = drive.spawn(drive.watch_loop_lag())
+    drive.spawn(drive.poll_finals())
     ready = asyncio.Event()
     if firehose:
         drive.spawn(drive.run_firehose(ready))
@@ -319,16 +320,18 @@ async def api(opts: Options) -> dict[str, Any]:
 
 
 async def ws(opts: Options) -> dict[str, Any]:
-    """100 orders/s, each submitted over its own socket (subscribed from birth), plus one
-    firehose client: commit → client latency of every live update."""
+    """100 orders/s POSTed on an open-loop schedule while one firehose client, connected before
+    the first, measures commit → client latency of every update. `--follow` adds a socket per
+    order on /ws/orders/<id>; `--submit ws` submits each order over its own socket instead
+    (both also load the WebSocket face's subscription path, not only its delivery)."""
     rate = opts.extra.get("rate") or 100
     duration = opts.extra.get("duration") or 30
     result = await _drive(
         "ws",
         opts,
         orders=int(rate * duration),
-        submit=opts.extra.get("submit") or "ws",
-        follow=opts.extra.get("submit") == "http",
+        submit=opts.extra.get("submit") or "http",
+        follow=bool(opts.extra.get("follow")),
         rate=rate,
         within=opts.timeout or duration + 600,
     )
@@ -362,6 +365,7 @@ async def ws_scale(opts: Options) -> dict[str, Any]:
         )
     drive = Drive(url=opts.url, total=n, progress=opts.progress, desc="ws-scale")
     lag = drive.spawn(drive.watch_loop_lag())
+    drive.spawn(drive.poll_finals())
     sampler = procs.Sampler(engine)
     profiler = Profiler(engine, name=opts.out_name or "ws-scale", rate=opts.profile_rate)
     runs = drive.new_runs(order_body(i) for i in range(n))

@@ -171,6 +171,7 @@ def main() -> int:
         (pipeline, "signature_status", "signature_status (landing)"),
         (pipeline, "_confirm", "confirm"),
         (pipeline, "order_transition", "order_transition"),
+        (pipeline, "order_transitions", "order_transitions (batched)"),
         (transitions, "event_to_wire", "wire + snapshot serialisation"),
         (transitions, "order_to_dict", "wire + snapshot serialisation"),
         (transitions, "event_public", "wire + snapshot serialisation"),

@@ -49,6 +49,11 @@ STEPS: tuple[tuple[str, str | None, str], ...] = (
     ("    signature_status (land: pools locked)", "signature_status", "dex/chain.py"),
     ("  re-reading the order between steps", "first", "django/db/models/query.py"),
     ("order_transition (save + event row)", "order_transition", "engine/transitions.py"),
+    (
+        "order_transitions (batched: save + event rows)",
+        "order_transitions",
+        "engine/transitions.py",
+    ),
     ("  wire/snapshot serialisation", None, "engine/wire.py"),
     ("after-commit publish (events_publish)", "events_publish", "engine/events.py"),
     ("channel layer (channels_redis, any thread)", None, "channels_redis/"),

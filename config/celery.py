@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -13,3 +14,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # connection for this many tasks (Django's CONN_MAX_AGE and health checks still apply).
 app.conf["CELERY_DB_REUSE_MAX"] = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 app.autodiscover_tasks()  # every installed app's tasks.py: engine and dex
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(**kwargs: object) -> None:
+    """What Django does around each request: drop a connection that is broken or past
+    CONN_MAX_AGE (the reuse setting above stops Celery's fixup from closing it every task)."""
+    from django.db import close_old_connections
+
+    close_old_connections()

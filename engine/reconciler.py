@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from engine.queue import queue_depth
 from engine.states import ACTIVE
 from orders.models import Order, OrderStatus, OrderType
 
@@ -26,11 +27,17 @@ def orders_stalled(*, stale_after: float) -> list[str]:
     runnable_pending = Q(status=OrderStatus.PENDING) & (
         Q(order_type=OrderType.MARKET) | Q(triggered_at__isnull=False)
     )
-    stalled = (
-        Q(status__in=ACTIVE, updated_at__lt=cutoff)
-        | (runnable_pending & due_or_unscheduled)
-        | Q(status=OrderStatus.FAILED, next_attempt_at__lt=cutoff)
+    stalled = Q(status__in=ACTIVE, updated_at__lt=cutoff) | Q(
+        status=OrderStatus.FAILED, next_attempt_at__lt=cutoff
     )
+    # A pending order with no scheduled time is waiting for its message in the queue. While
+    # the queue holds messages it is a backlog being worked, not a loss: dispatching again would
+    # only duplicate it (and each duplicate costs a worker slot). Once the queue is empty, a
+    # pending order still untouched lost its message (Redis emptied): resume it.
+    if not queue_depth():
+        stalled |= runnable_pending & due_or_unscheduled
+    else:
+        stalled |= runnable_pending & Q(next_attempt_at__lt=cutoff)
     ids = Order.objects.filter(stalled).order_by("created_at").values_list("id", flat=True)
     return [str(i) for i in ids[:BATCH]]
 

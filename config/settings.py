@@ -153,9 +153,7 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            # redis-py's default 5 s socket timeout equals channels-redis's 5 s blocking wait
-            # for messages: an idle socket's read timed out and daphne closed it (1011).
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}],
+            "hosts": [REDIS_URL],
             "prefix": "oe:ws",
             "capacity": 1000,
             "expiry": 30,

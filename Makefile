@@ -3,6 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# `pip install --user uv` puts uv in ~/.local/bin, which a fresh shell may not have on its PATH:
+# the Procfile, the benchmark and the scripts call `uv` by name.
+export PATH := $(dir $(UV)):$(HOME)/.local/bin:$(PATH)
 PORT ?= 8000
 FLOWER_PORT ?= 5555
 export PORT FLOWER_PORT

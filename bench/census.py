@@ -134,6 +134,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20, help="orders run first, not counted")
     parser.add_argument("--cprofile", action="store_true", help="also list the top functions")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--sort", default="tottime", help="pstats order: tottime, cumulative…")
+    parser.add_argument("--only", default="", help="list only functions whose path matches")
     args = parser.parse_args()
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -240,7 +242,8 @@ def main() -> int:
     )
     if profiler:
         stats = pstats.Stats(profiler, stream=sys.stdout)
-        stats.sort_stats("tottime").print_stats(args.top)
+        restrictions: list[Any] = [args.only] if args.only else []
+        stats.sort_stats(args.sort).print_stats(*restrictions, args.top)
     return 0
 
 

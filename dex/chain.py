@@ -16,6 +16,7 @@ only on the seed and its reference, whichever worker process sends it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -362,8 +363,11 @@ def transaction_send(tx: Transaction) -> datetime:
         _refuse(tx, "node_rate_limited")
 
     lands_at = now + timedelta(seconds=execution_latency_seconds(_rng(tx.reference, "latency")))
+    # One INSERT needs no transaction of its own (autocommit); inside a caller's transaction a
+    # savepoint keeps a lost race on the signature from breaking it.
+    in_block = transaction.get_connection().in_atomic_block
     try:
-        with transaction.atomic():
+        with transaction.atomic() if in_block else contextlib.nullcontext():
             row = models.ChainTransaction.objects.create(
                 signature=tx.signature,
                 reference=tx.reference,
@@ -450,21 +454,21 @@ def signature_status(signature: str) -> SignatureStatus:
     """What the chain says of a signature; lands it first if its time has come.
 
     Meant to be called inside the caller's `transaction.atomic()`: the landing (the pools' new
-    reserves and the transaction's result) then commits with whatever the caller records."""
-    row = models.ChainTransaction.objects.filter(signature=signature).first()
-    if row is None:
-        return SignatureStatus(state="unknown")
-    if row.state != models.ChainTransaction.State.PENDING:
-        return _recorded(row)
-    now = timezone.now()
-    if row.lands_at > now:
-        return SignatureStatus(state="pending", retry_at=row.lands_at)
-    with transaction.atomic():
+    reserves and the transaction's result) then commits with whatever the caller records.
+    No savepoint of its own: an error here fails the caller's whole transaction, as it should."""
+    with transaction.atomic(savepoint=False):
         # Lock order: the transaction row, then its pools by id. Every landing follows it, so two
-        # landings sharing pools queue instead of deadlocking.
-        row = models.ChainTransaction.objects.select_for_update().get(pk=row.pk)
+        # landings sharing pools queue instead of deadlocking. Locking a row that is not due yet
+        # costs nothing the caller would notice, and it saves reading it twice when it is.
+        row = models.ChainTransaction.objects.select_for_update().filter(signature=signature)
+        row = next(iter(row), None)
+        if row is None:
+            return SignatureStatus(state="unknown")
         if row.state != models.ChainTransaction.State.PENDING:
-            return _recorded(row)  # another process landed it while we waited for the lock
+            return _recorded(row)
+        now = timezone.now()
+        if row.lands_at > now:
+            return SignatureStatus(state="pending", retry_at=row.lands_at)
         if row.fail_at_landing:
             return _fail(
                 row,

@@ -4,11 +4,14 @@ and the one place that writes a pool's new state back. Used by the router (read)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection, transaction
 from django.db.models import Q
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from dex import meteora, models
@@ -95,15 +98,27 @@ def snapshot_from_values(row: dict[str, Any]) -> PoolSnapshot:
 def pools_among(symbols: Iterable[str], *, lock: bool = False) -> list[PoolSnapshot]:
     """Every pool whose two tokens are both in `symbols`, in one query (ordered by id, which
     is also the lock order)."""
-    symbols = list(set(symbols))
-    qs = models.Pool.objects.filter(token_a__symbol__in=symbols, token_b__symbol__in=symbols)
-    return _load(qs, lock=lock)
+    symbols = sorted(set(symbols))
+    return _load_cached(
+        ("among", len(symbols), lock),
+        lambda: models.Pool.objects.filter(
+            token_a__symbol__in=symbols, token_b__symbol__in=symbols
+        ),
+        [*symbols, *symbols],
+        lock=lock,
+    )
 
 
 def pools_by_address(addresses: Iterable[str], *, lock: bool = False) -> list[PoolSnapshot]:
     """Pools by address, ordered by id; `lock` takes their row locks in that order, so two
     landings that touch the same pools can never deadlock."""
-    return _load(models.Pool.objects.filter(address__in=list(set(addresses))), lock=lock)
+    addresses = sorted(set(addresses))
+    return _load_cached(
+        ("address", len(addresses), lock),
+        lambda: models.Pool.objects.filter(address__in=addresses),
+        addresses,
+        lock=lock,
+    )
 
 
 def pools_of_pair(token_a_id: int, token_b_id: int, *, lock: bool = False) -> list[PoolSnapshot]:
@@ -128,6 +143,43 @@ def _load(qs: Any, *, lock: bool) -> list[PoolSnapshot]:
     if lock:
         qs = qs.select_for_update(of=("self",))
     return [snapshot_from_values(row) for row in qs.values(*_FIELDS)]
+
+
+#: SQL the ORM compiled for a query shape, kept: the router and every landing load pools, and
+#: compiling the same join each time cost more CPU than PostgreSQL spent answering it.
+_compiled: dict[tuple[Any, ...], str | None] = {}
+
+
+def _load_cached(
+    shape: tuple[Any, ...], queryset: Callable[[], Any], params: list[Any], *, lock: bool
+) -> list[PoolSnapshot]:
+    """`_load(queryset())`, with the SQL compiled once per shape. The first call compiles it and
+    checks that its parameters are exactly `params` in that order; if they are not (another
+    Django version), that shape simply keeps going through the ORM."""
+    sql = _compiled.get(shape, "")
+    if sql == "":
+        qs = queryset().order_by("id")
+        if lock:
+            qs = qs.select_for_update(of=("self",))
+        compiled, compiled_params = qs.values(*_FIELDS).query.sql_with_params()
+        sql = compiled if list(compiled_params) == params else None
+        _compiled[shape] = sql
+    if sql is None:
+        return _load(queryset(), lock=lock)
+    if lock and not transaction.get_connection().in_atomic_block:
+        raise TransactionManagementError(
+            "select_for_update cannot be used outside of a transaction."
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    snapshots = []
+    for row in rows:
+        values = dict(zip(_FIELDS, row, strict=True))
+        if isinstance(values["bins"], str):
+            values["bins"] = json.loads(values["bins"])
+        snapshots.append(snapshot_from_values(values))
+    return snapshots
 
 
 def pool_save(

@@ -67,12 +67,13 @@ def side_connection() -> Iterator[psycopg.Connection]:
 
 
 def blocked_on(table: str) -> bool:
-    """A backend of the worker waits on a lock while writing `table`."""
+    """A backend of the worker waits on a lock while writing `table` (the statement may start
+    with a CTE: the order's UPDATE and its events' INSERT are one statement)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND wait_event_type = 'Lock' AND query ILIKE %s",
-            [f'INSERT INTO "{table}"%'],
+            [f'%INSERT INTO "{table}"%'],
         )
         return cursor.fetchone()[0] > 0
 

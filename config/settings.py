@@ -153,7 +153,13 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # No socket timeout: redis-py 8's default (5 s) equals the layer's 5 s blocking read,
+            # so an idle WebSocket's read timed out and daphne closed it with 1011. And any
+            # timeout wraps each write in asyncio.wait_for, which on Python 3.11 swallows a
+            # cancellation that lands as the write completes: the consumer's receive task then
+            # outlives its socket and, with a timeout above 5 s, repeats that read forever (the
+            # tests/ws hang that had 0c5d755's 15 s timeout backed out in 34a0f16).
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_connect_timeout": 2}],
             "prefix": "oe:ws",
             "capacity": 1000,
             "expiry": 30,

@@ -1,6 +1,6 @@
 """Under daphne a request crosses into a worker thread as few times as Django allows: the middleware
 chain runs synchronously in one thread (orders.middleware.SyncChainMiddleware), never one thread
-hop per middleware method. The hops are counted on Django's real ASGIHandler, as daphne runs it;
+hop per middleware method. The hops are counted on the application config/asgi.py gives daphne;
 a real daphne then shows the API, the body-size guard and the static files all still work."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import httpx
 import pytest
 from asgiref import sync
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
 
 from tests.conftest import make_wallet
 
@@ -52,8 +51,15 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return counted
 
 
+def daphne_app() -> Any:
+    """The HTTP application daphne runs (config/asgi.py), with the chain it builds at import."""
+    from config.asgi import django_asgi_app
+
+    return django_asgi_app
+
+
 async def asgi_request(
-    app: ASGIHandler, method: str, path: str, body: bytes = b""
+    app: Any, method: str, path: str, body: bytes = b""
 ) -> tuple[int, dict[bytes, bytes], bytes]:
     scope = {
         "type": "http",
@@ -96,7 +102,7 @@ def test_the_sync_chain_pin_is_the_last_middleware() -> None:
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 async def test_an_order_crosses_into_a_thread_once_for_the_whole_middleware_chain(hops) -> None:
-    app = ASGIHandler()  # what get_asgi_application() returns, so what daphne runs
+    app = daphne_app()
     body = json.dumps(ORDER).encode()
     status, _, content = await asgi_request(app, "POST", "/api/orders/execute", body)
     assert status == 201, content
@@ -111,7 +117,7 @@ async def test_an_order_crosses_into_a_thread_once_for_the_whole_middleware_chai
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 async def test_an_oversized_body_is_still_refused_before_the_view(hops) -> None:
-    app = ASGIHandler()
+    app = daphne_app()
     body = json.dumps({**ORDER, "padding": "x" * (settings.MAX_REQUEST_BYTES + 1)}).encode()
     status, _, content = await asgi_request(app, "POST", "/api/orders/execute", body)
     assert status == 413

@@ -3,6 +3,7 @@ they raise `OrderError`s and never HTTP errors."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -105,24 +106,28 @@ def order_submit(
     expires_at = request.expires_at
     if request.order_type != OrderType.MARKET and expires_at is None:
         expires_at = timezone.now() + timedelta(hours=settings.ORDER_LIMIT_DEFAULT_TTL_HOURS)
+    order = Order(
+        wallet_address=request.wallet_address,
+        token_in=request.token_in,
+        token_out=request.token_out,
+        amount_in=request.amount_in,
+        order_type=request.order_type,
+        slippage_bps=request.slippage_bps,
+        limit_price=request.limit_price,
+        expires_at=expires_at,
+        max_attempts=settings.ORDER_MAX_ATTEMPTS,
+        idempotency_key=idempotency_key or None,
+        request_fingerprint=fingerprint,
+        last_seq=1,
+    )
+    # One statement writes the order and its first event, so on its own it needs no transaction
+    # (no BEGIN/COMMIT round trips); inside a caller's transaction a savepoint keeps a lost
+    # idempotency race from spoiling it. The hooks run after the commit either way.
+    in_transaction = transaction.get_connection().in_atomic_block
     try:
-        with transaction.atomic():
-            order = Order(
-                wallet_address=request.wallet_address,
-                token_in=request.token_in,
-                token_out=request.token_out,
-                amount_in=request.amount_in,
-                order_type=request.order_type,
-                slippage_bps=request.slippage_bps,
-                limit_price=request.limit_price,
-                expires_at=expires_at,
-                max_attempts=settings.ORDER_MAX_ATTEMPTS,
-                idempotency_key=idempotency_key or None,
-                request_fingerprint=fingerprint,
-                last_seq=1,
-            )
-            order.save(force_insert=True)
-            order.created_event = _record_created(order)  # type: ignore[attr-defined]
+        with transaction.atomic() if in_transaction else contextlib.nullcontext():
+            order.created_event = _insert_created(order)  # type: ignore[attr-defined]
+            event_announce(order, order.created_event)  # type: ignore[attr-defined]
             if order.order_type == OrderType.MARKET:
                 order_dispatch(order.pk)
     except IntegrityError:
@@ -144,9 +149,16 @@ def order_submit(
     return order, True
 
 
-def _record_created(order: Order) -> OrderEvent:
-    """The first event, `pending`, written with the order (no transition leads to it)."""
-    event = OrderEvent.objects.create(
+def _insert_created(order: Order) -> OrderEvent:
+    """Insert the new order and its first event, `pending` (no transition leads to it), in one
+    statement: the order's INSERT as a CTE, the event's INSERT reading the order's id from it.
+    Every column goes through its field's own `pre_save` and `get_db_prep_save`, exactly as
+    `save(force_insert=True)` and `objects.create()` would write it."""
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    order_fields = Order._meta.concrete_fields
+    params = [f.get_db_prep_save(f.pre_save(order, add=True), connection) for f in order_fields]
+    event = OrderEvent(
         order=order,
         seq=1,
         status=OrderStatus.PENDING,
@@ -154,8 +166,28 @@ def _record_created(order: Order) -> OrderEvent:
         payload={},
         created_at=order.created_at,
     )
-    event_announce(order, event)
+    event_fields = [OrderEvent._meta.get_field(name) for name in _EVENT_COLUMNS]
+    params.extend(f.get_db_prep_save(getattr(event, f.attname), connection) for f in event_fields)
+    pk = quote(Order._meta.pk.column)
+    sql = (
+        f"WITH new_order AS (INSERT INTO {quote(Order._meta.db_table)} "
+        f"({', '.join(quote(f.column) for f in order_fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(order_fields))}) RETURNING {pk}) "
+        f"INSERT INTO {quote(OrderEvent._meta.db_table)} "
+        f"({quote(OrderEvent._meta.get_field('order').column)}, "
+        f"{', '.join(quote(f.column) for f in event_fields)}) "
+        f"SELECT {pk}, {', '.join(['%s'] * len(event_fields))} FROM new_order RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (event.pk,) = cursor.fetchone()
+    for instance in (order, event):
+        instance._state.adding = False
+        instance._state.db = connection.alias
     return event
+
+
+_EVENT_COLUMNS = ("seq", "status", "attempt", "payload", "created_at")
 
 
 def _idempotent_replay(wallet: str, key: str, fingerprint: str) -> Order | None:

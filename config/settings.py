@@ -152,31 +152,21 @@ CACHES = {
     }
 }
 
-
-# channels_redis's pub/sub layer with the engine's additions (engine/events.py says why). Pub/sub
-# channels are server-wide, not per database: the prefix names the database so that two
-# deployments (or two test runs) on one Redis server do not hear each other's events.
-# No socket timeout: any timeout makes redis-py wrap each write in asyncio.wait_for, which on
-# Python 3.11 swallows a cancellation that lands as the write completes, so a consumer could
-# outlive its socket (the tests/ws hang that had 0c5d755's 15 s timeout backed out in 34a0f16).
-# Nothing here waits on a Redis read without a bound of its own: consumers wait on in-process
-# queues, the subscriber polls with a timeout, and a publish gives up after 5 s.
-def _redis_db(url: str) -> str:
-    from urllib.parse import parse_qs, urlsplit
-
-    parts = urlsplit(url)  # redis://host:6379/11, redis://host?db=11, unix:///redis.sock?db=11
-    db = parse_qs(parts.query).get("db", [""])[0]
-    if not db and parts.scheme != "unix":
-        db = parts.path.strip("/")
-    return db or "0"
-
-
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "engine.events.PubSubChannelLayer",
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
+            # No socket timeout: redis-py 8's default (5 s) equals the layer's 5 s blocking read,
+            # so an idle WebSocket's read timed out and daphne closed it with 1011. And any
+            # timeout wraps each write in asyncio.wait_for, which on Python 3.11 swallows a
+            # cancellation that lands as the write completes: the consumer's receive task then
+            # outlives its socket and, with a timeout above 5 s, repeats that read forever (the
+            # tests/ws hang that had 0c5d755's 15 s timeout backed out in 34a0f16).
             "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_connect_timeout": 2}],
-            "prefix": f"oe:ws:{_redis_db(REDIS_URL)}:",
+            "prefix": "oe:ws",
+            "capacity": 1000,
+            "expiry": 30,
+            "group_expiry": 86400,
         },
     }
 }

@@ -20,10 +20,18 @@ import logging
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import redis
 from channels.layers import get_channel_layer
+from channels_redis.pubsub import (
+    RedisPubSubChannelLayer,
+    RedisPubSubLoopLayer,
+    RedisSingleShardConnection,
+)
+from channels_redis.utils import _wrap_close, decode_hosts
 
 logger = logging.getLogger(__name__)
 
@@ -129,3 +137,214 @@ atexit.register(outbox.flush, 2.0)
 
 def events_publish(wires: Iterable[dict[str, Any]]) -> None:
     outbox.publish([event_message(w) for w in wires])
+
+
+# --- the channel layer -----------------------------------------------------------------------
+#
+# channels_redis's pub/sub layer: a group message is one PUBLISH, each process holds one
+# subscribing connection and fans messages out to its consumers in memory, and a consumer waiting
+# for messages waits on an in-process queue, not on a Redis read (so no socket timeout can close
+# an idle WebSocket). The core layer instead ran Lua and sorted-set work per group send and made
+# every daphne pop its messages one by one (four round trips each, under one lock), which fell
+# behind at a few hundred events per second. Three things are added here:
+#
+# - A group joined is a group subscribed: `group_add` returns once Redis has confirmed the
+#   SUBSCRIBE, so a consumer's replay from PostgreSQL, which follows it, cannot miss an event
+#   published in between (the upstream layer only writes the command).
+# - Redis lost and back: the subscriptions are restored (redis-py) and every consumer of the
+#   process is sent `layer.resync` once they are, so it reads what it missed from PostgreSQL
+#   (pub/sub keeps nothing for a disconnected subscriber). One warning when the connection is
+#   lost, one line when it is back, instead of a traceback a second.
+# - `group_send_many`: many group messages in one pipeline, in order (the outbox's batches).
+
+RESYNC = {"type": "layer.resync"}
+SUBSCRIBE_CONFIRM_TIMEOUT = 5.0
+PUBLISH_TIMEOUT = 5.0  # the connections have no socket timeout (config/settings.py says why)
+
+
+class _Shard(RedisSingleShardConnection):
+    def __init__(self, host: dict[str, Any], channel_layer: _LoopLayer) -> None:
+        super().__init__(host, channel_layer)
+        # channel → futures of the SUBSCRIBEs sent and not yet confirmed, oldest first (Redis
+        # confirms each SUBSCRIBE of a channel in the order it was sent).
+        self._unconfirmed: dict[str, deque[asyncio.Future[None]]] = {}
+        self._lost = False
+        self._resync_due = False
+
+    async def subscribe(self, channel: str, *, confirmed: bool = False) -> None:
+        waiter: asyncio.Future[None] | None = None
+        async with self._lock:
+            if channel not in self._subscribed_to:
+                self._ensure_redis()
+                self._ensure_receiver()
+                waiter = asyncio.get_running_loop().create_future()
+                pending = self._unconfirmed.setdefault(channel, deque())
+                pending.append(waiter)
+                try:
+                    await self._pubsub.subscribe(channel)
+                except BaseException:
+                    pending.remove(waiter)
+                    if not pending:
+                        del self._unconfirmed[channel]
+                    raise
+                self._subscribed_to.add(channel)
+            elif self._unconfirmed.get(channel):  # someone else's SUBSCRIBE is on its way
+                waiter = self._unconfirmed[channel][-1]
+        if confirmed and waiter is not None and not waiter.done():
+            try:
+                async with asyncio.timeout(SUBSCRIBE_CONFIRM_TIMEOUT):
+                    await asyncio.shield(waiter)
+            except TimeoutError:
+                logger.warning("channel layer: no confirmation of SUBSCRIBE %s", channel)
+
+    def _confirm(self, channel: str) -> None:
+        pending = self._unconfirmed.get(channel)
+        if pending:
+            waiter = pending.popleft()
+            if not pending:
+                del self._unconfirmed[channel]
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        await self.publish_many([(channel, message)])
+
+    async def publish_many(self, items: list[tuple[str, bytes]]) -> None:
+        async with asyncio.timeout(PUBLISH_TIMEOUT), self._lock:
+            self._ensure_redis()
+            for attempt in range(3):
+                pipe = self._redis.pipeline(transaction=False)
+                for channel, data in items:
+                    pipe.publish(channel, data)
+                try:
+                    await pipe.execute()
+                    return
+                except redis.ConnectionError:
+                    # After a Redis restart the pool's connections are dead: the failed one is
+                    # dropped, the next attempt connects afresh. Publishing twice is harmless
+                    # (consumers forward each seq once).
+                    if attempt == 2:
+                        raise
+
+    async def _do_receiving(self) -> None:
+        while True:
+            if not (self._pubsub and self._pubsub.subscribed):
+                await asyncio.sleep(0.1)
+                continue
+            try:  # returns as soon as something arrives; the timeout only bounds idle waits
+                message = await self._pubsub.get_message(timeout=1.0)
+            except Exception as error:  # Redis gone: redis-py reconnects on the next read
+                if not self._lost:
+                    logger.warning("channel layer: Redis connection lost (%s)", error)
+                    self._lost = True
+                await asyncio.sleep(0.5)
+                continue
+            if self._lost:  # reconnected, and redis-py has re-sent SUBSCRIBE for every channel
+                self._lost = False
+                self._resync_due = True
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "message":
+                self._receive_message(message)
+            elif kind == "subscribe":
+                name = message["channel"]
+                self._confirm(name.decode() if isinstance(name, bytes) else name)
+                if self._resync_due:  # the resubscription is confirmed: nothing more is missed
+                    self._resync_due = False
+                    logger.info("channel layer: Redis is back, consumers catch up")
+                    self.channel_layer.resync()
+
+
+class _LoopLayer(RedisPubSubLoopLayer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shards = [_Shard(host, self) for host in decode_hosts(kwargs.get("hosts"))]
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if channel not in self.channels:
+            raise RuntimeError("group_add() is only for channels of this process")
+        group_channel = self._get_group_channel_name(group)
+        self.groups.setdefault(group_channel, set()).add(channel)
+        await self._get_shard(group_channel).subscribe(group_channel, confirmed=True)
+
+    async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        by_shard: dict[_Shard, list[tuple[str, bytes]]] = {}
+        for group, message in sends:
+            group_channel = self._get_group_channel_name(group)
+            data = self.channel_layer.serialize(message)
+            by_shard.setdefault(self._get_shard(group_channel), []).append((group_channel, data))
+        for shard, items in by_shard.items():
+            await shard.publish_many(items)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if channel not in self.channels:
+            await self._subscribe_to_channel(channel)
+        try:
+            data = await self.channels[channel].get()
+        except (asyncio.CancelledError, GeneratorExit):
+            # The consumer is gone (Channels cancels its receive): forget its channel. Quietly:
+            # when Redis is down, or the loop is closing, the UNSUBSCRIBE cannot be sent.
+            if self.channels.pop(channel, None) is not None:
+                try:
+                    await self._get_shard(channel).unsubscribe(channel)
+                except BaseException as error:
+                    logger.debug("channel layer: UNSUBSCRIBE %s failed: %r", channel, error)
+            raise
+        return self.channel_layer.deserialize(data)
+
+    def resync(self) -> None:
+        data = self.channel_layer.serialize(RESYNC)
+        for pending in self.channels.values():
+            pending.put_nowait(data)
+
+
+def _redis_db(host: dict[str, Any]) -> str:
+    """The database number of a channels_redis host entry (redis://h:6379/11, ?db=11, db=11)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    if "address" not in host:
+        return str(host.get("db", 0))
+    parts = urlsplit(str(host["address"]))
+    db = parse_qs(parts.query).get("db", [""])[0]
+    if not db and parts.scheme != "unix":
+        db = parts.path.strip("/")
+    return db or "0"
+
+
+class PubSubChannelLayer(RedisPubSubChannelLayer):
+    """`CHANNEL_LAYERS` backend: channels_redis's pub/sub layer with the additions above.
+
+    The prefix gets the Redis database number appended (`oe:ws` on database 11 names its
+    channels `oe:ws:11:…`): pub/sub channels are server-wide, not per database, so two
+    deployments or two test runs on one Redis server would otherwise hear each other. Give the
+    hosts no socket timeout (see config/settings.py): nothing here waits on a Redis read without
+    a bound of its own."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        hosts = decode_hosts(kwargs.get("hosts"))
+        kwargs["prefix"] = f"{kwargs.get('prefix', 'asgi')}:{_redis_db(hosts[0])}:"
+        super().__init__(*args, **kwargs)
+
+    def _get_layer(self) -> _LoopLayer:
+        loop = asyncio.get_running_loop()
+        try:
+            return self._layers[loop]
+        except KeyError:
+            layer = _LoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+            return layer
+
+    async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        """Send each (group, message) in order, in one round trip to Redis."""
+        await self._get_layer().group_send_many(sends)
+
+    def group_sizes(self) -> dict[str, int]:
+        """The groups this process (this event loop) has joined, with how many of its channels
+        are in each: pub/sub groups live in the process, Redis only sees one subscriber each."""
+        layer = self._layers.get(asyncio.get_running_loop())
+        if layer is None:
+            return {}
+        prefix = layer._get_group_channel_name("")
+        return {name.removeprefix(prefix): len(members) for name, members in layer.groups.items()}

@@ -94,10 +94,20 @@ class OrderFeedConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAVAILABLE)
 
     async def disconnect(self, code: int) -> None:
+        groups = [order_group(order_id) for order_id in self.last_seq]
         if self.firehose:
-            await self.channel_layer.group_discard(FIREHOSE_GROUP, self.channel_name)
+            groups.append(FIREHOSE_GROUP)
+        for group in groups:  # every one, even when Redis is down: the process forgets them all
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except redis.RedisError as error:
+                logger.info("ws leaving %s with Redis unavailable: %s", group, error)
+
+    async def layer_resync(self, message: dict[str, Any]) -> None:
+        """The channel layer lost Redis and is back: whatever was published in between is gone,
+        so each followed order is caught up from PostgreSQL (a firehose has nothing to replay)."""
         for order_id in list(self.last_seq):
-            await self.channel_layer.group_discard(order_group(order_id), self.channel_name)
+            await self.catch_up(order_id)
 
     async def subscribe(self, order_id: str) -> None:
         if order_id not in self.last_seq:

@@ -1,0 +1,271 @@
+"""The pub/sub channel layer (engine.events.PubSubChannelLayer) against real redis-servers: a
+group joined is a group Redis has subscribed, a Redis restart is followed by a resync that lets
+consumers catch up from PostgreSQL, another database on the same server is not heard, batches
+arrive in order, and WebSocket clients that leave leave no group behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from channels.db import database_sync_to_async
+from channels.layers import channel_layers
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+
+from engine.events import FIREHOSE_GROUP, PubSubChannelLayer, order_group, outbox
+from engine.services import OrderRequest, order_submit
+from orders.routing import websocket_urlpatterns
+from scripts.faultkit import PrivateRedis
+from tests.conftest import make_wallet
+from tests.engine.test_pipeline import run_to_end
+
+pytestmark = pytest.mark.asyncio
+
+PREFIX = "oe:ws"
+
+
+def pubsub_config(url: str) -> dict[str, Any]:
+    return {
+        "BACKEND": "engine.events.PubSubChannelLayer",
+        "CONFIG": {
+            "hosts": [{"address": url, "socket_timeout": None, "socket_connect_timeout": 2}],
+            "prefix": PREFIX,
+        },
+    }
+
+
+def make_layer(url: str) -> PubSubChannelLayer:
+    return PubSubChannelLayer(**pubsub_config(url)["CONFIG"])
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path).start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None:
+            server.proc.kill(signal.SIGCONT)
+        server.close()
+
+
+def use_layer(config: dict[str, Any]) -> Iterator[None]:
+    """The engine's channel layer (consumers and the outbox) replaced for one test."""
+    saved = settings.CHANNEL_LAYERS
+    settings.CHANNEL_LAYERS = {"default": config}
+    channel_layers.backends.clear()
+    try:
+        yield
+    finally:
+        settings.CHANNEL_LAYERS = saved
+        channel_layers.backends.clear()
+
+
+@pytest.fixture
+def pubsub() -> Iterator[None]:
+    yield from use_layer(pubsub_config(settings.REDIS_URL))
+
+
+@pytest.fixture
+def pubsub_on_private(private_redis: PrivateRedis) -> Iterator[PrivateRedis]:
+    for _ in use_layer(pubsub_config(private_redis.url)):
+        yield private_redis
+
+
+# --- the layer ---------------------------------------------------------------------------------
+
+
+async def test_group_add_returns_once_redis_has_subscribed(private_redis: PrivateRedis) -> None:
+    """A consumer joins its group, then replays from PostgreSQL: an event published between the
+    two must reach it, so the join must be in effect in Redis when group_add returns."""
+    layer = make_layer(private_redis.url)
+    channel = await layer.new_channel()
+    assert private_redis.proc is not None
+    private_redis.proc.kill(signal.SIGSTOP)  # Redis reads nothing: the SUBSCRIBE waits in a buffer
+    try:
+        joining = asyncio.create_task(layer.group_add("order.x", channel))
+        await asyncio.sleep(0.5)
+        assert not joining.done(), "group_add returned before Redis had the subscription"
+    finally:
+        private_redis.proc.kill(signal.SIGCONT)
+    await asyncio.wait_for(joining, 10)
+    client = redis.Redis.from_url(private_redis.url)
+    try:
+        group_channel = f"{PREFIX}:0:__group__order.x"
+        assert client.pubsub_numsub(group_channel) == [(group_channel.encode(), 1)]
+    finally:
+        client.close()
+    await layer.flush()
+
+
+async def test_after_a_redis_restart_consumers_are_resynced_and_hear_again(
+    private_redis: PrivateRedis,
+) -> None:
+    layer, publisher = make_layer(private_redis.url), make_layer(private_redis.url)
+    channel = await layer.new_channel()
+    await layer.group_add(FIREHOSE_GROUP, channel)
+    await publisher.group_send(FIREHOSE_GROUP, {"type": "order.update", "n": 1})
+    assert (await asyncio.wait_for(layer.receive(channel), 10))["n"] == 1
+
+    private_redis.restart()  # empty: pub/sub keeps nothing for a subscriber that was away
+    message = await asyncio.wait_for(layer.receive(channel), 20)
+    assert message == {"type": "layer.resync"}
+    await publisher.group_send(FIREHOSE_GROUP, {"type": "order.update", "n": 2})
+    assert (await asyncio.wait_for(layer.receive(channel), 10))["n"] == 2  # subscribed again
+    await layer.flush()
+    await publisher.flush()
+
+
+async def test_another_database_on_the_same_server_is_not_heard() -> None:
+    """Pub/sub channels are server-wide, unlike keys: two deployments (or two test runs) on two
+    databases of one Redis server, with the same configured prefix, must not hear each other."""
+    ours = settings.REDIS_URL
+    other = ours.rsplit("/", 1)[0] + "/" + ("12" if not ours.endswith("/12") else "13")
+    layer, neighbour = make_layer(ours), make_layer(other)
+    channel = await layer.new_channel()
+    await layer.group_add(FIREHOSE_GROUP, channel)
+    await neighbour.group_send(FIREHOSE_GROUP, {"type": "order.update", "n": "theirs"})
+    await layer.group_send(FIREHOSE_GROUP, {"type": "order.update", "n": "ours"})
+    assert (await asyncio.wait_for(layer.receive(channel), 10))["n"] == "ours"
+    await layer.flush()
+    await neighbour.flush()
+
+
+async def test_a_batch_of_group_messages_arrives_in_order() -> None:
+    layer, publisher = make_layer(settings.REDIS_URL), make_layer(settings.REDIS_URL)
+    order_channel, firehose_channel = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add(order_group("a"), order_channel)
+    await layer.group_add(FIREHOSE_GROUP, firehose_channel)
+    sends = []
+    for seq in range(1, 201):
+        message = {"type": "order.update", "order_id": "a", "seq": seq}
+        sends += [(order_group("a"), message), (FIREHOSE_GROUP, message)]
+    await publisher.group_send_many(sends)
+    for channel in (order_channel, firehose_channel):
+        seqs = [(await asyncio.wait_for(layer.receive(channel), 10))["seq"] for _ in range(200)]
+        assert seqs == list(range(1, 201))
+    await layer.flush()
+    await publisher.flush()
+
+
+# --- WebSocket clients on the pub/sub layer -----------------------------------------------------
+
+
+def redis_groups(url: str) -> list[str]:
+    """The group channels subscribed in Redis under this test run's prefix."""
+    client = redis.Redis.from_url(url)
+    try:
+        return sorted(c.decode() for c in client.pubsub_channels(f"{PREFIX}:*__group__*"))
+    finally:
+        client.close()
+
+
+@database_sync_to_async
+def _orders(n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        order, _ = order_submit(
+            request=OrderRequest(
+                wallet_address=make_wallet(20 + i),
+                token_in="SOL",
+                token_out="USDC",
+                amount_in=Decimal("0.1"),
+            )
+        )
+        ids.append(str(order.pk))
+    outbox.flush()
+    return ids
+
+
+async def _follow(ids: list[str]) -> WebsocketCommunicator:
+    """A firehose client that then subscribes to each order (which leaves the firehose)."""
+    ws = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws")
+    assert (await ws.connect())[0]
+    await ws.send_to(text_data='{"action": "ping"}')
+    assert json.loads(await ws.receive_from(timeout=10)) == {"type": "pong"}
+    for order_id in ids:
+        await ws.send_to(text_data=json.dumps({"action": "subscribe", "orderId": order_id}))
+        assert json.loads(await ws.receive_from(timeout=10))["type"] == "subscribed"
+        assert json.loads(await ws.receive_from(timeout=10))["seq"] == 1
+    return ws
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_a_client_that_leaves_leaves_no_group_behind(pubsub) -> None:
+    ids = await _orders(2)
+    ws = await _follow(ids)
+    layer = channel_layers["default"]
+    assert layer.group_sizes() == {order_group(i): 1 for i in ids}
+    assert len(redis_groups(settings.REDIS_URL)) == 2
+    await ws.disconnect()
+    assert layer.group_sizes() == {}
+    assert redis_groups(settings.REDIS_URL) == []
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_a_client_that_leaves_while_redis_is_down_leaves_no_group_behind(
+    pubsub_on_private: PrivateRedis,
+) -> None:
+    ids = await _orders(3)
+    ws = await _follow(ids)
+    layer = channel_layers["default"]
+    assert len(layer.group_sizes()) == 3
+    pubsub_on_private.kill()
+    await asyncio.sleep(1)  # the layer has seen the connection go
+    await ws.disconnect()
+    assert layer.group_sizes() == {}
+
+
+@database_sync_to_async
+def _submit() -> Any:
+    order, _ = order_submit(
+        request=OrderRequest(
+            wallet_address=make_wallet(9),
+            token_in="SOL",
+            token_out="USDC",
+            amount_in=Decimal("0.5"),
+        )
+    )
+    return order
+
+
+@database_sync_to_async
+def _execute(order: Any) -> None:
+    run_to_end(order)
+    outbox.flush()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_a_follower_gets_what_was_published_while_redis_was_down(
+    pubsub_on_private: PrivateRedis,
+) -> None:
+    order = await _submit()
+    ws = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/orders/{order.pk}")
+    assert (await ws.connect())[0]
+    assert json.loads(await ws.receive_from(timeout=10))["seq"] == 1
+
+    pubsub_on_private.kill()
+    await _execute(order)  # every publish fails: the events are only in PostgreSQL
+    pubsub_on_private.start()
+    events = [json.loads(await ws.receive_from(timeout=20)) for _ in range(4)]
+    assert [e["seq"] for e in events] == [2, 3, 4, 5]
+    assert events[-1]["status"] == "confirmed"
+    assert await ws.receive_nothing(timeout=0.3)
+    await ws.disconnect()
+
+
+@pytest.fixture(autouse=True)
+async def _close_thread_connections():  # type: ignore[no-untyped-def]
+    yield
+    from django.db import connections
+
+    await database_sync_to_async(connections.close_all)()

@@ -103,32 +103,53 @@ class Outbox:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            # Effects (the order's Redis copy) before the batch's messages: a client that reads
-            # the order as soon as it hears of an update must find at least that update.
-            for effect in batch:
-                if callable(effect):
+            # In the order queued: the caller queues an order's cache refresh before its update
+            # (a client that reads the order as soon as it hears of an update must find at least
+            # that update) and a task's dispatch after it (the worker's next update must not
+            # reach the firehose before this one). Messages queued one after another go out
+            # together.
+            messages: list[dict[str, Any]] = []
+            for entry in batch:
+                if isinstance(entry, list):
+                    messages += entry
+                    continue
+                if messages:
+                    self._send(messages)
+                    messages = []
+                if isinstance(entry, threading.Event):
+                    entry.set()
+                else:
                     try:
-                        effect()
+                        entry()
                     except Exception:
                         logger.warning("after-commit effect failed", exc_info=True)
-            messages = [m for i in batch if isinstance(i, list) for m in i]
-            try:
-                if messages:
-                    self._loop.run_until_complete(_send_all(messages))
-            except Exception:
-                logger.warning("publishing %d events failed", len(messages), exc_info=True)
-            for marker in batch:
-                if isinstance(marker, threading.Event):
-                    marker.set()
+            if messages:
+                self._send(messages)
+
+    def _send(self, messages: list[dict[str, Any]]) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.run_until_complete(_send_all(messages))
+        except Exception:
+            logger.warning("publishing %d events failed", len(messages), exc_info=True)
 
 
 async def _send_all(messages: list[dict[str, Any]]) -> None:
     """Send in commit order: per order (the consumers' seq check relies on it) and across
     orders too, so the firehose shows this process's events as they happened."""
     layer = get_channel_layer()
-    for message in messages:
-        await layer.group_send(order_group(message["order_id"]), message)
-        await layer.group_send(FIREHOSE_GROUP, message)
+    if isinstance(layer, PubSubChannelLayer):
+        # The whole batch in one pipeline: one round trip, and Redis runs it in order.
+        sends = []
+        for message in messages:
+            sends += [(order_group(message["order_id"]), message), (FIREHOSE_GROUP, message)]
+        await layer.group_send_many(sends)
+        return
+    for message in messages:  # another layer: an event's two groups at once, events in order
+        await asyncio.gather(
+            layer.group_send(order_group(message["order_id"]), message),
+            layer.group_send(FIREHOSE_GROUP, message),
+        )
 
 
 outbox = Outbox()

@@ -1,13 +1,15 @@
 """The pub/sub channel layer (engine.events.PubSubChannelLayer) against real redis-servers: a
 group joined is a group Redis has subscribed, a Redis restart is followed by a resync that lets
 consumers catch up from PostgreSQL, another database on the same server is not heard, batches
-arrive in order, and WebSocket clients that leave leave no group behind."""
+arrive in order, and WebSocket clients that leave leave no group behind. The outbox's commit
+order is checked on both this layer and the core layer."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +23,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
+import engine.events
 from engine.events import FIREHOSE_GROUP, PubSubChannelLayer, order_group, outbox
 from engine.services import OrderRequest, order_submit
 from orders.routing import websocket_urlpatterns
@@ -155,6 +158,65 @@ async def test_a_batch_of_group_messages_arrives_in_order() -> None:
         assert seqs == list(range(1, 201))
     await layer.flush()
     await publisher.flush()
+
+
+# --- the outbox, on either layer ----------------------------------------------------------------
+
+
+@pytest.fixture(params=["core", "pubsub"])
+def any_layer(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "core":
+        yield from (request.param for _ in use_layer(settings.CHANNEL_LAYERS["default"]))
+    else:
+        yield from (request.param for _ in use_layer(pubsub_config(settings.REDIS_URL)))
+
+
+async def test_the_outbox_publishes_a_batch_in_commit_order(any_layer: str) -> None:
+    """Events of two orders, interleaved as committed and handed over as one batch: each order's
+    group gets its own in seq order, the firehose gets them all as committed."""
+    layer = channel_layers["default"]
+    a_channel, b_channel, firehose = [await layer.new_channel() for _ in range(3)]
+    await layer.group_add(order_group("a"), a_channel)
+    await layer.group_add(order_group("b"), b_channel)
+    await layer.group_add(FIREHOSE_GROUP, firehose)
+    committed = [("a" if i % 3 else "b", i) for i in range(1, 301)]
+    outbox.publish([{"type": "order.update", "order_id": o, "seq": i} for o, i in committed])
+    await asyncio.to_thread(outbox.flush)
+
+    async def heard(channel: str, n: int) -> list[tuple[str, int]]:
+        received = [await asyncio.wait_for(layer.receive(channel), 10) for _ in range(n)]
+        return [(m["order_id"], m["seq"]) for m in received]
+
+    assert await heard(firehose, 300) == committed
+    assert await heard(a_channel, 200) == [c for c in committed if c[0] == "a"]
+    assert await heard(b_channel, 100) == [c for c in committed if c[0] == "b"]
+    for channel, group in ((a_channel, "a"), (b_channel, "b")):
+        await layer.group_discard(order_group(group), channel)
+    await layer.group_discard(FIREHOSE_GROUP, firehose)
+
+
+async def test_the_outbox_runs_what_was_queued_in_the_order_queued(monkeypatch) -> None:
+    """A task dispatched after an update was queued must not leave before that update: the
+    worker's next update would otherwise reach the firehose first (`routing` before `pending`)."""
+    done: list[str] = []
+    real_send_all = engine.events._send_all
+
+    async def recording_send_all(messages: list[dict[str, Any]]) -> None:
+        await real_send_all(messages)
+        done.extend(f"publish {m['seq']}" for m in messages)
+
+    monkeypatch.setattr(engine.events, "_send_all", recording_send_all)
+    busy, release = threading.Event(), threading.Event()
+    outbox.run(lambda: (busy.set(), release.wait(10)))  # everything below waits in one batch
+    assert await asyncio.to_thread(busy.wait, 10)
+    outbox.run(lambda: done.append("refresh 1"))
+    outbox.publish([{"type": "order.update", "order_id": "a", "seq": 1}])
+    outbox.run(lambda: done.append("dispatch"))
+    outbox.run(lambda: done.append("refresh 2"))
+    outbox.publish([{"type": "order.update", "order_id": "a", "seq": 2}])
+    release.set()
+    await asyncio.to_thread(outbox.flush)
+    assert done == ["refresh 1", "publish 1", "dispatch", "refresh 2", "publish 2"]
 
 
 # --- WebSocket clients on the pub/sub layer -----------------------------------------------------

@@ -8,17 +8,21 @@ their seq is the next one expected; a jump in seq is filled from the database.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 from uuid import UUID
 
 import redis
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import DatabaseError, InterfaceError, close_old_connections
+from django.db import DatabaseError, InterfaceError, connection
 
 from engine.events import FIREHOSE_GROUP, order_group
 from engine.wire import event_to_wire
@@ -45,15 +49,38 @@ def _parse_uuid(value: str | None) -> str | None:
         return None
 
 
-@database_sync_to_async
+# The consumers' database work (replays, WebSocket submissions) runs on threads of its own.
+# Channels' default is thread-sensitive: one thread for the whole daphne process, so under load
+# every socket's replay or submission queued behind every other's. Django connections are per
+# thread; each call here hands its connection back when it ends (to the pool under daphne,
+# DB_POOL=1; closed without one), so no idle thread holds a connection and at most DB_THREADS
+# are in use at once, well under the pool's 16.
+DB_THREADS = 8
+_db_threads = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="ws-db")
+
+_R = TypeVar("_R")
+
+
+def _on_db_thread(func: Callable[..., _R]) -> Callable[..., Any]:
+    """database_sync_to_async on the consumers' threads (not thread-sensitive)."""
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> _R:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return database_sync_to_async(call, thread_sensitive=False, executor=_db_threads)
+
+
+@_on_db_thread
 def _order_exists(order_id: str) -> bool:
-    close_old_connections()
     return Order.objects.filter(pk=order_id).exists()
 
 
-@database_sync_to_async
+@_on_db_thread
 def _events_after(order_id: str, seq: int) -> list[str]:
-    close_old_connections()
     events = OrderEvent.objects.filter(order_id=order_id, seq__gt=seq).order_by("seq")
     return [_dumps(event_to_wire(e)) for e in events]
 
@@ -74,9 +101,17 @@ class OrderFeedConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """PostgreSQL or Redis down is answered as HTTP answers it (503): an error message and a
-        4503 close that tells the client to come back, not a crashed consumer (1011)."""
+        4503 close that tells the client to come back, not a crashed consumer (1011).
+
+        Channels' own dispatch first runs close_old_connections on its thread-sensitive thread,
+        for every message: one hop through daphne's single sync thread per update delivered to
+        each socket. These consumers never use that thread's connection (see _on_db_thread),
+        so the handler is called directly."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
         try:
-            await super().dispatch(message)
+            await handler(message)
         except (DatabaseError, InterfaceError, redis.RedisError) as error:
             if message["type"] == "websocket.disconnect":
                 raise StopConsumer() from error  # the client has gone: nothing to tell it
@@ -279,7 +314,7 @@ class OrderExecuteConsumer(OrderFeedConsumer):
         await self.subscribe(self.order_id)
 
 
-@database_sync_to_async
+@_on_db_thread
 def _submit_from_socket(text_data: str | None, scope: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Validate and submit exactly as `POST /api/orders/execute` does."""
     from rest_framework.exceptions import ValidationError
@@ -292,7 +327,6 @@ def _submit_from_socket(text_data: str | None, scope: dict[str, Any]) -> tuple[i
     from orders.selectors import order_events
     from orders.serializers import OrderSubmitSerializer
 
-    close_old_connections()
     limited = _submission_rate_limited(scope)
     if limited is not None:
         return 429, limited

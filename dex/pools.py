@@ -138,11 +138,16 @@ def pools_for_pairs(pairs: Iterable[tuple[str, str]]) -> list[PoolSnapshot]:
     return _load(models.Pool.objects.filter(condition), lock=False)
 
 
-def _load(qs: Any, *, lock: bool) -> list[PoolSnapshot]:
+def _values(qs: Any, *, lock: bool) -> Any:
+    """The pools' values in id order (the lock order), row-locked with `lock`."""
     qs = qs.order_by("id")
     if lock:
         qs = qs.select_for_update(of=("self",))
-    return [snapshot_from_values(row) for row in qs.values(*_FIELDS)]
+    return qs.values(*_FIELDS)
+
+
+def _load(qs: Any, *, lock: bool) -> list[PoolSnapshot]:
+    return [snapshot_from_values(row) for row in _values(qs, lock=lock)]
 
 
 #: SQL the ORM compiled for a query shape, kept: the router and every landing load pools, and
@@ -158,10 +163,7 @@ def _load_cached(
     Django version), that shape simply keeps going through the ORM."""
     sql = _compiled.get(shape, "")
     if sql == "":
-        qs = queryset().order_by("id")
-        if lock:
-            qs = qs.select_for_update(of=("self",))
-        compiled, compiled_params = qs.values(*_FIELDS).query.sql_with_params()
+        compiled, compiled_params = _values(queryset(), lock=lock).query.sql_with_params()
         sql = compiled if list(compiled_params) == params else None
         _compiled[shape] = sql
     if sql is None:

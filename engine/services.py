@@ -24,6 +24,7 @@ from dex.tokens import to_units, token_get
 from dex.types import DexError, NoRouteError
 from engine.errors import IdempotencyConflict, OrderConflict, OrderNotFound, OrderRejected
 from engine.formatting import iso
+from engine.rows import column_list, db_values, event_fields, mark_saved, placeholders
 from engine.tasks import order_dispatch
 from engine.transitions import event_announce, order_transition
 from orders.models import Order, OrderEvent, OrderStatus, OrderType
@@ -151,13 +152,12 @@ def order_submit(
 
 def _insert_created(order: Order) -> OrderEvent:
     """Insert the new order and its first event, `pending` (no transition leads to it), in one
-    statement: the order's INSERT as a CTE, the event's INSERT reading the order's id from it.
-    Every column goes through its field's own `pre_save` and `get_db_prep_save`, exactly as
-    `save(force_insert=True)` and `objects.create()` would write it."""
+    statement: the order's INSERT as a CTE, the event's INSERT reading the order's id from it
+    (see engine.rows)."""
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
     order_fields = Order._meta.concrete_fields
-    params = [f.get_db_prep_save(f.pre_save(order, add=True), connection) for f in order_fields]
+    params = db_values(order, order_fields, connection, add=True)
     event = OrderEvent(
         order=order,
         seq=1,
@@ -166,28 +166,22 @@ def _insert_created(order: Order) -> OrderEvent:
         payload={},
         created_at=order.created_at,
     )
-    event_fields = [OrderEvent._meta.get_field(name) for name in _EVENT_COLUMNS]
-    params.extend(f.get_db_prep_save(getattr(event, f.attname), connection) for f in event_fields)
+    params += db_values(event, event_fields(), connection)
     pk = quote(Order._meta.pk.column)
     sql = (
         f"WITH new_order AS (INSERT INTO {quote(Order._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in order_fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(order_fields))}) RETURNING {pk}) "
+        f"({column_list(order_fields, connection)}) "
+        f"VALUES ({placeholders(len(order_fields))}) RETURNING {pk}) "
         f"INSERT INTO {quote(OrderEvent._meta.db_table)} "
         f"({quote(OrderEvent._meta.get_field('order').column)}, "
-        f"{', '.join(quote(f.column) for f in event_fields)}) "
-        f"SELECT {pk}, {', '.join(['%s'] * len(event_fields))} FROM new_order RETURNING id"
+        f"{column_list(event_fields(), connection)}) "
+        f"SELECT {pk}, {placeholders(len(event_fields()))} FROM new_order RETURNING id"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         (event.pk,) = cursor.fetchone()
-    for instance in (order, event):
-        instance._state.adding = False
-        instance._state.db = connection.alias
+    mark_saved((order, event), connection)
     return event
-
-
-_EVENT_COLUMNS = ("seq", "status", "attempt", "payload", "created_at")
 
 
 def _idempotent_replay(wallet: str, key: str, fingerprint: str) -> Order | None:

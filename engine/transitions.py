@@ -18,6 +18,7 @@ from django.utils import timezone
 from engine.cache import order_cache_store
 from engine.errors import IllegalTransition
 from engine.events import event_message, outbox
+from engine.rows import column_list, db_values, event_fields, mark_saved, placeholders
 from engine.states import TERMINAL, transition_allowed
 from engine.wire import event_public, event_to_wire, order_to_dict
 from orders.models import Order, OrderEvent
@@ -95,26 +96,18 @@ def order_transitions(order: Order, steps: list[Step]) -> list[OrderEvent]:
 
 
 def _write(order: Order, changed: list[str], events: list[OrderEvent]) -> None:
-    """The order's changed columns and its new event rows in one statement (one round trip, no
-    ORM query compilation on the hottest path of the engine): the events' INSERT and the order's
-    UPDATE as two CTEs, returning the events' ids. Values go through each field's own
-    `get_db_prep_save`, exactly as `bulk_create()` and `save()` would write them."""
+    """The order's changed columns and its new event rows in one statement: the events' INSERT
+    and the order's UPDATE as two CTEs, returning the events' ids (see engine.rows)."""
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
-    event_fields = [OrderEvent._meta.get_field(name) for name in _EVENT_COLUMNS]
-    row = "(" + ", ".join(["%s"] * len(event_fields)) + ")"
-    params: list[Any] = []
-    for event in events:
-        params.extend(
-            f.get_db_prep_save(getattr(event, f.attname), connection) for f in event_fields
-        )
+    fields = [OrderEvent._meta.get_field("order"), *event_fields()]
     order_fields = [Order._meta.get_field(name) for name in changed]
-    params.extend(f.get_db_prep_save(getattr(order, f.attname), connection) for f in order_fields)
-    params.append(order.pk)
+    params = [v for event in events for v in db_values(event, fields, connection)]
+    params += [*db_values(order, order_fields, connection), order.pk]
     sql = (
         f"WITH inserted AS (INSERT INTO {quote(OrderEvent._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in event_fields)}) "
-        f"VALUES {', '.join([row] * len(events))} RETURNING id, seq), "
+        f"({column_list(fields, connection)}) "
+        f"VALUES {', '.join([f'({placeholders(len(fields))})'] * len(events))} RETURNING id, seq), "
         f"changed AS (UPDATE {quote(Order._meta.db_table)} "
         f"SET {', '.join(f'{quote(f.column)} = %s' for f in order_fields)} "
         f"WHERE {quote(Order._meta.pk.column)} = %s) "
@@ -122,14 +115,10 @@ def _write(order: Order, changed: list[str], events: list[OrderEvent]) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        ids = dict((seq, pk) for pk, seq in cursor.fetchall())
+        ids = {seq: pk for pk, seq in cursor.fetchall()}
     for event in events:
         event.pk = ids[event.seq]
-        event._state.adding = False
-        event._state.db = connection.alias
-
-
-_EVENT_COLUMNS = ("order", "seq", "status", "attempt", "payload", "created_at")
+    mark_saved(events, connection)
 
 
 def event_announce(order: Order, event: OrderEvent) -> None:

@@ -184,7 +184,9 @@ class OrderListQuerySerializer(serializers.Serializer):
     orderType = serializers.ChoiceField(choices=OrderType.values, required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
     cursor = serializers.CharField(required=False, max_length=200)
-    page = serializers.IntegerField(required=False, min_value=1)
+    # Bounded so that the OFFSET it becomes fits PostgreSQL's bigint (a larger one was a 503);
+    # past the last page the list is empty, and deep pages are what `cursor` is for.
+    page = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         # DRF reads `?status=` as "not given" and would list everything: say it is wrong instead.

@@ -62,11 +62,29 @@ def test_the_list_is_newest_first_paginated_filtered_and_carries_metrics(api, su
 
 
 @pytest.mark.parametrize(
-    "query", ["status=bogus", "limit=0", "limit=1000", "cursor=%%%", "page=0", "orderType=x"]
+    "query",
+    [
+        "status=bogus",
+        "limit=0",
+        "limit=1000",
+        "cursor=%%%",
+        "page=0",
+        "orderType=x",
+        # An OFFSET past bigint was a 503 from PostgreSQL (found by the schema fuzzer).
+        "page=99999999999999999",
+    ],
 )
 def test_bad_list_parameters_are_400(api, query) -> None:
     response = api.get(f"/api/orders?{query}")
     assert response.status_code == 400 and response.json()["error"] == "validation_error"
+    assert response.json()["details"].keys() == {query.split("=")[0]}
+
+
+def test_the_last_allowed_page_is_an_empty_list(api, submit) -> None:
+    submit()
+    response = api.get("/api/orders?page=1000000")
+    assert response.status_code == 200
+    assert response.json()["results"] == [] and response.json()["count"] == 1
 
 
 def test_cancel_a_pending_order_and_not_a_routed_one(api, submit) -> None:

@@ -152,21 +152,21 @@ CACHES = {
     }
 }
 
+# channels_redis's pub/sub layer with the engine's additions (engine/events.py says why): a group
+# message is one PUBLISH and each process holds one subscription per group, so delivery does not
+# queue behind a per-process backlog as the core layer's does (that layer dropped 20-40 % of live
+# updates at 100 orders/s with 1 000 sockets, leaving replay to hide it). The layer appends the
+# Redis database number to the prefix: pub/sub channels are server-wide.
+# No socket timeout: any timeout makes redis-py wrap each write in asyncio.wait_for, which on
+# Python 3.11 swallows a cancellation that lands as the write completes, so a consumer could
+# outlive its socket (the tests/ws hang that had 0c5d755's 15 s timeout backed out in 34a0f16).
+# Nothing here waits on a Redis read without a bound of its own.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "engine.events.PubSubChannelLayer",
         "CONFIG": {
-            # No socket timeout: redis-py 8's default (5 s) equals the layer's 5 s blocking read,
-            # so an idle WebSocket's read timed out and daphne closed it with 1011. And any
-            # timeout wraps each write in asyncio.wait_for, which on Python 3.11 swallows a
-            # cancellation that lands as the write completes: the consumer's receive task then
-            # outlives its socket and, with a timeout above 5 s, repeats that read forever (the
-            # tests/ws hang that had 0c5d755's 15 s timeout backed out in 34a0f16).
             "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_connect_timeout": 2}],
             "prefix": "oe:ws",
-            "capacity": 1000,
-            "expiry": 30,
-            "group_expiry": 86400,
         },
     }
 }

@@ -346,6 +346,7 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
         hosts = decode_hosts(kwargs.get("hosts"))
         kwargs["prefix"] = f"{kwargs.get('prefix', 'asgi')}:{_redis_db(hosts[0])}:"
         super().__init__(*args, **kwargs)
+        self.prefix: str = kwargs["prefix"]  # every channel and group of this layer starts so
 
     def _get_layer(self) -> _LoopLayer:
         loop = asyncio.get_running_loop()

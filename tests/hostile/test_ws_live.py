@@ -1,7 +1,7 @@
 """Hostile WebSocket clients against a real daphne (real frames, real TCP): empty, oversized and
 binary frames, a flood of subscribe messages without waiting for answers, and clients that
 vanish without a close frame. The server answers each message, stays up, and once the clients
-are gone the channel layer's groups in Redis hold none of them."""
+are gone Redis holds no subscription of theirs."""
 
 from __future__ import annotations
 
@@ -14,21 +14,23 @@ from decimal import Decimal
 import pytest
 import redis
 import websockets
+from channels.layers import get_channel_layer
 from django.conf import settings
 
-from engine.events import outbox
+from engine.events import FIREHOSE_GROUP, order_group, outbox
 from engine.services import OrderRequest, order_submit
 from tests.conftest import make_wallet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-GROUPS = f"{settings.CHANNEL_LAYERS['default']['CONFIG']['prefix']}:group:*"
-
 
 def members() -> dict[str, int]:
+    """Every channel of this deployment's layer that Redis has a subscriber for, with how many:
+    each consumer's own channel and each group a consumer of the daphne process has joined."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
-        return {k.decode(): client.zcard(k) for k in client.scan_iter(GROUPS)}
+        channels = client.pubsub_channels(f"{get_channel_layer().prefix}*")
+        return {k.decode(): n for k, n in client.pubsub_numsub(*channels)} if channels else {}
     finally:
         client.close()
 
@@ -99,7 +101,13 @@ async def vanish(port: int, order_id: str, n: int) -> None:
     firehose = await websockets.connect(f"ws://127.0.0.1:{port}/ws")
     await pong(firehose)
     sockets.append(firehose)
-    assert sum(members().values()) == n + 1
+    subscribed = members()  # n + 1 consumers' own channels, the order's group, the firehose
+    assert len(subscribed) == n + 3 and set(subscribed.values()) == {1}, subscribed
+    group = f"{get_channel_layer().prefix}__group__"
+    assert {name for name in subscribed if name.startswith(group)} == {
+        group + order_group(order_id),
+        group + FIREHOSE_GROUP,
+    }
     for ws in sockets:
         ws.transport.abort()
 

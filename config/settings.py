@@ -86,9 +86,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last, sync-only: under daphne the chain above runs in one thread instead of hopping to a
-    # thread per middleware method (see its docstring). Keep it the last entry.
-    "orders.middleware.SyncChainMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

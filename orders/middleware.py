@@ -46,30 +46,6 @@ class RequestGuardMiddleware:
         return None
 
 
-class SyncChainMiddleware:
-    """Keeps Django's whole middleware chain synchronous under ASGI, so a request crosses into a
-    worker thread once instead of at every middleware method.
-
-    Under daphne, Django's ASGIHandler builds the chain bottom-up in async mode: every middleware
-    that can run async does, and Django's own (MiddlewareMixin) then runs each process_request /
-    process_response in a thread of its own through sync_to_async: 17 thread hops per POST
-    /api/orders/execute with this project's chain. A sync-only middleware at the bottom of the
-    chain makes Django run everything above it synchronously (one sync_to_async at the top); only
-    the view call below it still goes async and back (Django's _get_response_async): 7 hops.
-
-    It must stay the last entry of MIDDLEWARE: an async-capable middleware below it would be run
-    async again (tests/api/test_middleware_chain.py counts the hops)."""
-
-    sync_capable = True
-    async_capable = False
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
-
-
 def _unavailable(dependency: str, exception: Exception) -> JsonResponse:
     response = JsonResponse(
         error_body(

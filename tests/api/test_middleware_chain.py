@@ -1,20 +1,27 @@
-"""Under daphne a request crosses into a worker thread as few times as Django allows: the middleware
-chain runs synchronously in one thread (orders.middleware.SyncChainMiddleware), never one thread
-hop per middleware method. The hops are counted on the application config/asgi.py gives daphne;
-a real daphne then shows the API, the body-size guard and the static files all still work."""
+"""Under daphne a request crosses into a worker thread once: config.handler.OneHopASGIHandler runs
+request_started, the whole (synchronous) middleware chain, the view and request_finished in one
+sync_to_async call, where Django's own ASGIHandler made 17 crossings per POST. The hops are
+counted on the application config/asgi.py gives daphne; the signals, exception middleware,
+streaming responses and disconnects are checked on it too, and a real daphne then shows the API,
+the body-size guard and the static files all still work."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from asgiref import sync
 from django.conf import settings
+from django.core import signals
+from django.db import OperationalError
 
 from tests.conftest import make_wallet
 
@@ -26,10 +33,10 @@ ORDER = {
     "orderType": "market",
 }
 
-#: The hops Django cannot avoid with a sync view under ASGI: request_started, the chain, the
-#: way back into the async view machinery and out to the view (process_view, view, render),
-#: response.close(). With every middleware run async it is 17.
-MOST_HOPS = 7
+#: One sync_to_async call for the whole request. Django's ASGIHandler makes 17 (every middleware
+#: run async), or 7 with the chain pinned synchronous (request_started, the chain, process_view,
+#: the view, rendering, response.close()).
+MOST_HOPS = 1
 
 
 @pytest.fixture
@@ -59,7 +66,7 @@ def daphne_app() -> Any:
 
 
 async def asgi_request(
-    app: Any, method: str, path: str, body: bytes = b""
+    app: Any, method: str, path: str, body: bytes = b"", disconnect: bool = False
 ) -> tuple[int, dict[bytes, bytes], bytes]:
     scope = {
         "type": "http",
@@ -85,6 +92,8 @@ async def asgi_request(
     async def receive() -> dict[str, Any]:
         if incoming:
             return incoming.pop()
+        if disconnect:  # the client goes away as soon as its request is sent
+            return {"type": "http.disconnect"}
         await asyncio.Event().wait()  # the client never disconnects
         raise AssertionError("unreachable")
 
@@ -92,12 +101,28 @@ async def asgi_request(
         sent.append(message)
 
     await app(scope, receive, send)
+    if not sent:
+        return 0, {}, b""
     start = sent[0]
     return start["status"], dict(start["headers"]), b"".join(m.get("body", b"") for m in sent[1:])
 
 
-def test_the_sync_chain_pin_is_the_last_middleware() -> None:
-    assert settings.MIDDLEWARE[-1] == "orders.middleware.SyncChainMiddleware"
+@pytest.fixture
+def request_signals() -> Iterator[list[tuple[str, int]]]:
+    """request_started / request_finished as they are sent, with the thread each is sent on."""
+    seen: list[tuple[str, int]] = []
+
+    def started(**_: Any) -> None:
+        seen.append(("started", threading.get_ident()))
+
+    def finished(**_: Any) -> None:
+        seen.append(("finished", threading.get_ident()))
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    yield seen
+    signals.request_started.disconnect(started)
+    signals.request_finished.disconnect(finished)
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -116,6 +141,69 @@ async def test_an_order_crosses_into_a_thread_once_for_the_whole_middleware_chai
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_the_request_signals_are_sent_once_each_on_the_view_thread(request_signals) -> None:
+    """close_old_connections runs on these two: on the thread that used the connection, so a
+    pooled connection (DB_POOL=1) goes back to the pool."""
+    status, _, content = await asgi_request(
+        daphne_app(), "POST", "/api/orders/execute", json.dumps(ORDER).encode()
+    )
+    assert status == 201, content
+    assert [name for name, _ in request_signals] == ["started", "finished"]
+    (_, started_on), (_, finished_on) = request_signals
+    assert started_on == finished_on != threading.get_ident()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_a_database_error_in_the_view_is_still_a_503(monkeypatch, hops) -> None:
+    from orders.views import OrderExecuteView
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(OrderExecuteView, "post", down)
+    status, headers, content = await asgi_request(
+        daphne_app(), "POST", "/api/orders/execute", json.dumps(ORDER).encode()
+    )
+    assert status == 503, content
+    assert json.loads(content)["error"] == "service_unavailable"
+    assert headers[b"Retry-After"] == b"5"
+    assert sum(hops.values()) <= MOST_HOPS, hops
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators")
+async def test_a_static_file_is_streamed_and_then_closed(request_signals, hops) -> None:
+    """WhiteNoise answers with a streaming response: Django's send_response sends it (reading
+    the file on a thread), and it is closed afterwards, on the request's thread again."""
+    status, headers, content = await asgi_request(daphne_app(), "GET", "/static/dashboard.js")
+    assert status == 200
+    assert headers[b"Content-Type"].startswith(b"text/javascript")
+    assert int(headers[b"Content-Length"]) == len(content) > 100
+    assert [name for name, _ in request_signals] == ["started", "finished"]
+    (_, started_on), (_, finished_on) = request_signals
+    assert started_on == finished_on
+    assert sum(hops.values()) == 3, hops  # the request, the file's bytes, response.close()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_a_client_gone_before_the_answer_gets_none_and_the_request_still_finishes(
+    request_signals,
+) -> None:
+    def slow(**_: Any) -> None:
+        time.sleep(0.2)  # the disconnect arrives while the request is on its thread
+
+    signals.request_started.connect(slow)
+    try:
+        status, _, _ = await asgi_request(
+            daphne_app(), "POST", "/api/orders/execute", json.dumps(ORDER).encode(), True
+        )
+    finally:
+        signals.request_started.disconnect(slow)
+    assert status == 0  # nothing was sent
+    assert [name for name, _ in request_signals] == ["started", "finished"]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 async def test_an_oversized_body_is_still_refused_before_the_view(hops) -> None:
     app = daphne_app()
     body = json.dumps({**ORDER, "padding": "x" * (settings.MAX_REQUEST_BYTES + 1)}).encode()
@@ -127,10 +215,15 @@ async def test_an_oversized_body_is_still_refused_before_the_view(hops) -> None:
 
 @pytest.mark.e2e
 def test_daphne_serves_the_api_and_the_static_files(services) -> None:
-    _, port = services("daphne")
+    # A pool of two connections: were a request not to give its connection back (request_finished)
+    # the third POST would wait for one and answer 503.
+    _, port = services(
+        "daphne", env={"DB_POOL_MIN_SIZE": "1", "DB_POOL_MAX_SIZE": "2", "DB_POOL_TIMEOUT": "1"}
+    )
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-        created = client.post("/api/orders/execute", json=ORDER)
-        assert created.status_code == 201, created.text
+        for _ in range(5):
+            created = client.post("/api/orders/execute", json=ORDER)
+            assert created.status_code == 201, created.text
         order = client.get(created.headers["Location"])
         assert order.status_code == 200 and order.json()["orderId"] == created.json()["orderId"]
 

@@ -1,0 +1,115 @@
+"""Django's HTTP handler for daphne, with each request run in one worker-thread call.
+
+Why it exists: Django's ASGIHandler builds the middleware chain in async mode. With a sync view
+and sync middleware it then moves into a worker thread and back many times per request. Each
+move costs daphne CPU. request_started is one move, the chain another, then process_view, the
+view, rendering and finally response.close() (which sends request_finished). A POST
+/api/orders/execute made 17 moves, or 7 with the old SyncChainMiddleware pin. This handler builds
+the chain in sync mode, as the WSGI handler does. It then runs the whole synchronous request in
+one sync_to_async call (thread_sensitive, as Django uses): request_started, the request object,
+the middleware chain, the view, rendering, and request_finished (response.close()). That is one
+move for a normal response.
+
+What it keeps from Django's ASGIHandler (django/core/handlers/asgi.py), most of it by calling
+that handler's own methods:
+- Reading the body (read_body, spooled to disk past FILE_UPLOAD_MAX_MEMORY_SIZE), the script
+  prefix, create_request's 400/413 answers, DATA_UPLOAD_MAX_MEMORY_SIZE (checked when the view
+  reads the body), and RequestGuardMiddleware's 16 KiB guard (part of the chain).
+- Exceptions become responses just as under WSGI: convert_exception_to_response around every
+  middleware, and process_exception (RequestGuardMiddleware's 503 JSON when the database or
+  Redis is down). A response of 400 or more is logged (log_response in get_response).
+- request_started and request_finished, sent on the thread that ran the view. That is where
+  close_old_connections gives a pooled connection (DB_POOL=1) back.
+- A normal response is complete once the view returns, so it is closed on that thread and then
+  sent. So request_finished goes out just before the body instead of just after it. A streaming
+  response (WhiteNoise's static files) stays open: Django's send_response sends it, and it is
+  closed after the last chunk, as Django does (3 moves).
+- Disconnects: the client is watched while the request runs (listen_for_disconnect) and sending
+  stops when the client goes away. A running sync view cannot be stopped, in Django or here. Its
+  response is closed once it returns, on the same thread, so request_finished is sent once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers import base
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse, HttpResponseBase
+from django.urls import set_script_prefix
+
+
+class OneHopASGIHandler(ASGIHandler):
+    def __init__(self) -> None:
+        base.BaseHandler.__init__(self)
+        self.load_middleware(is_async=False)  # the whole chain sync, as under WSGI
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        served: list[HttpResponseBase] = []
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(self.respond(scope, body_file, send, served)),
+        ]
+        # Django's own disconnect handling (ASGIHandler.handle), unchanged.
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if tasks[1].cancelled():
+            # Queued on the request's thread, so this runs after serve() has returned there.
+            await sync_to_async(self.close_served, thread_sensitive=True)(served)
+        body_file.close()
+
+    async def respond(
+        self, scope: dict[str, Any], body_file: Any, send: Any, served: list[HttpResponseBase]
+    ) -> None:
+        response = await sync_to_async(self.serve, thread_sensitive=True)(scope, body_file, served)
+        with contextlib.suppress(asyncio.CancelledError):  # the client left mid-body (as Django)
+            await self.send_response(response, send)
+        if not response.closed:
+            await sync_to_async(response.close, thread_sensitive=True)()
+
+    def serve(
+        self, scope: dict[str, Any], body_file: Any, served: list[HttpResponseBase]
+    ) -> HttpResponseBase:
+        """The synchronous request, on the worker thread: request_started to request_finished.
+        A streaming response is returned open: its body has not been produced yet."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        response._handler_class = self.__class__  # request_finished's sender
+        served.append(response)
+        if not response.streaming:
+            response.close()
+        return response
+
+    def close_served(self, served: list[HttpResponseBase]) -> None:
+        """After a disconnect: close the response serve() left open, or, if serve() failed,
+        still send request_finished (as Django does)."""
+        if not served:
+            signals.request_finished.send(sender=self.__class__)
+        elif not served[0].closed:
+            served[0].close()

@@ -172,11 +172,11 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
-# The worker's CPU priority below the web process's (config/celery.py says why); 0 keeps it equal.
-WORKER_NICE = env.int("WORKER_NICE", default=10)
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = env.int("ORDER_CONCURRENCY", default=10)
+# The worker's CPU priority below the web process's (config/celery.py says why); 0 keeps it equal.
+WORKER_NICE = env.int("WORKER_NICE", default=10)
 CELERY_TASK_DEFAULT_QUEUE = "orders"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

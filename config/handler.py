@@ -1,4 +1,5 @@
-"""Django's HTTP handler for daphne, with each request run in one worker-thread call.
+"""Django's HTTP handler for daphne: each request runs start to finish in one call on one of a
+few threads of its own.
 
 Why it exists: Django's ASGIHandler builds the middleware chain in async mode. With a sync view
 and sync middleware it then moves into a worker thread and back many times per request. Each
@@ -6,9 +7,15 @@ move costs daphne CPU. request_started is one move, the chain another, then proc
 view, rendering and finally response.close() (which sends request_finished). A POST
 /api/orders/execute made 17 moves, or 7 with the old SyncChainMiddleware pin. This handler builds
 the chain in sync mode, as the WSGI handler does. It then runs the whole synchronous request in
-one sync_to_async call (thread_sensitive, as Django uses): request_started, the request object,
-the middleware chain, the view, rendering, and request_finished (response.close()). That is one
-move for a normal response.
+one sync_to_async call: request_started, the request object, the middleware chain, the view,
+rendering, and request_finished (response.close()). That is one move per request.
+
+The calls run on HTTP_THREADS threads (default 4), not on the one thread Django shares between
+all sync code (thread_sensitive): there every request waited for the one before it, including
+its waits on PostgreSQL and Redis, so at 100 POST/s a moment of CPU contention queued requests
+for seconds. Each request still runs on a single thread from request_started to
+request_finished, and Django's connections are per thread, so a request's database connection
+(pooled with DB_POOL=1) is taken and given back on that thread.
 
 What it keeps from Django's ASGIHandler (django/core/handlers/asgi.py), most of it by calling
 that handler's own methods:
@@ -21,21 +28,26 @@ that handler's own methods:
 - request_started and request_finished, sent on the thread that ran the view. That is where
   close_old_connections gives a pooled connection (DB_POOL=1) back.
 - A normal response is complete once the view returns, so it is closed on that thread and then
-  sent. So request_finished goes out just before the body instead of just after it. A streaming
-  response (WhiteNoise's static files) stays open: Django's send_response sends it, and it is
-  closed after the last chunk, as Django does (3 moves).
+  sent: request_finished goes out just before the body instead of just after it. A streaming
+  response over a synchronous iterator (WhiteNoise's static files) is read whole on that thread
+  too, as Django's ASGI handler would read it on its shared thread (with a warning), and then
+  closed; its chunks are sent from memory. A streaming response over an asynchronous iterator
+  (none in this project) is sent by Django's send_response and closed afterwards.
 - Disconnects: the client is watched while the request runs (listen_for_disconnect) and sending
   stops when the client goes away. A running sync view cannot be stopped, in Django or here. Its
-  response is closed once it returns, on the same thread, so request_finished is sent once.
+  response is closed once it returns, so request_finished is sent once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import base
@@ -44,10 +56,19 @@ from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
 
+async def _replay(chunks: list[Any]) -> AsyncIterator[Any]:
+    for chunk in chunks:
+        yield chunk
+
+
 class OneHopASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)  # the whole chain sync, as under WSGI
+        self.threads = ThreadPoolExecutor(settings.HTTP_THREADS, thread_name_prefix="http")
+
+    def _on_thread(self, func: Any) -> Any:
+        return sync_to_async(func, thread_sensitive=False, executor=self.threads)
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
@@ -56,9 +77,11 @@ class OneHopASGIHandler(ASGIHandler):
             return
         set_script_prefix(get_script_prefix(scope))
         served: list[HttpResponseBase] = []
+        # The request on its thread: it runs to its end even if the client leaves meanwhile.
+        serving = asyncio.ensure_future(self._on_thread(self.serve)(scope, body_file, served))
         tasks = [
             asyncio.create_task(self.listen_for_disconnect(receive)),
-            asyncio.create_task(self.respond(scope, body_file, send, served)),
+            asyncio.create_task(self.respond(serving, send)),
         ]
         # Django's own disconnect handling (ASGIHandler.handle), unchanged.
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -76,24 +99,24 @@ class OneHopASGIHandler(ASGIHandler):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if tasks[1].cancelled():
-            # Queued on the request's thread, so this runs after serve() has returned there.
-            await sync_to_async(self.close_served, thread_sensitive=True)(served)
+            with contextlib.suppress(Exception):
+                await serving  # the view cannot be stopped: wait for it to return
+            await self._on_thread(self.close_served)(served)
         body_file.close()
 
-    async def respond(
-        self, scope: dict[str, Any], body_file: Any, send: Any, served: list[HttpResponseBase]
-    ) -> None:
-        response = await sync_to_async(self.serve, thread_sensitive=True)(scope, body_file, served)
+    async def respond(self, serving: asyncio.Future[HttpResponseBase], send: Any) -> None:
+        response = await asyncio.shield(serving)
         with contextlib.suppress(asyncio.CancelledError):  # the client left mid-body (as Django)
             await self.send_response(response, send)
         if not response.closed:
-            await sync_to_async(response.close, thread_sensitive=True)()
+            await self._on_thread(response.close)()
 
     def serve(
         self, scope: dict[str, Any], body_file: Any, served: list[HttpResponseBase]
     ) -> HttpResponseBase:
         """The synchronous request, on the worker thread: request_started to request_finished.
-        A streaming response is returned open: its body has not been produced yet."""
+        A streaming response over a synchronous iterator is read here, on this thread; one over
+        an asynchronous iterator is returned open."""
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
         if request is not None:
@@ -102,8 +125,11 @@ class OneHopASGIHandler(ASGIHandler):
                 response.block_size = self.chunk_size
         response._handler_class = self.__class__  # request_finished's sender
         served.append(response)
-        if not response.streaming:
-            response.close()
+        if response.streaming and not response.is_async:
+            response.streaming_content = _replay(list(response.streaming_content))
+        elif response.streaming:
+            return response  # closed once Django's send_response has sent it
+        response.close()
         return response
 
     def close_served(self, served: list[HttpResponseBase]) -> None:

@@ -106,6 +106,10 @@ TEMPLATES = [
     },
 ]
 
+# Threads that run HTTP requests under daphne, each request start to finish on one of them
+# (config/handler.py says why).
+HTTP_THREADS = env.int("HTTP_THREADS", default=4)
+
 # --- PostgreSQL (psycopg 3) -------------------------------------------------------------------
 DATABASES = {
     "default": env.db_url(

@@ -40,6 +40,7 @@ from dex.types import (
 )
 from engine.formatting import decimal_str, iso
 from engine.ratelimit import rate_reserve
+from engine.rows import order_load
 from engine.transitions import Step, order_transition, order_transitions
 from orders.models import Order, OrderStatus, OrderType
 
@@ -65,7 +66,7 @@ DONE = Outcome()
 def order_execute(order_id: UUID) -> Outcome:
     """Advance the order until it is terminal, waiting for a trigger, or due later."""
     for _ in range(50):  # every pass commits a step or waits; the bound only stops a bug looping
-        order = Order.objects.filter(pk=order_id).first()
+        order = order_load(order_id)
         if order is None:
             return DONE
         outcome = _advance(order)
@@ -117,8 +118,12 @@ def _when_due(order: Order, *, reserve_slot: bool) -> Outcome | None:
 
 def _locked(order: Order, *, status: str, attempts: int | None = None) -> Order | None:
     """The order's row, locked, if it is still where this step found it."""
-    locked = Order.objects.select_for_update().get(pk=order.pk)
-    if locked.status != status or (attempts is not None and locked.attempts != attempts):
+    locked = order_load(order.pk, lock=True)
+    if (
+        locked is None
+        or locked.status != status
+        or (attempts is not None and locked.attempts != attempts)
+    ):
         return None
     return locked
 

@@ -4,6 +4,7 @@ Redis (database 15 unless TEST_REDIS_URL says otherwise), never mocks of either.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,24 +60,53 @@ def order_payload(wallet: str) -> dict[str, Any]:
     }
 
 
+def order_create(**fields: Any) -> Any:
+    """Create an order through the engine's service (as the API does): SOL→USDC 1.5 from
+    wallet 0 unless `fields` say otherwise."""
+    from engine.services import OrderRequest, order_submit
+
+    fields = {
+        "wallet_address": make_wallet(0),
+        "token_in": "SOL",
+        "token_out": "USDC",
+        "amount_in": Decimal("1.5"),
+        **fields,
+    }
+    key = fields.pop("idempotency_key", None)
+    order, _ = order_submit(request=OrderRequest(**fields), idempotency_key=key)
+    return order
+
+
+def orders_create(n: int, *, first_wallet: int, amount: str) -> list[str]:
+    """`n` SOL→USDC orders from consecutive wallets, once their after-commit work (the first
+    event's publish, the dispatch) is done; their ids."""
+    from engine.events import outbox
+
+    wallets = [make_wallet(first_wallet + i) for i in range(n)]
+    ids = [str(order_create(wallet_address=w, amount_in=Decimal(amount)).pk) for w in wallets]
+    outbox.flush()
+    return ids
+
+
 @pytest.fixture
 def submit(wallet: str) -> Callable[..., Any]:
     """Create an order through the engine's service (as the API does)."""
-    from engine.services import OrderRequest, order_submit
+    return lambda **overrides: order_create(**{"wallet_address": wallet, **overrides})
 
-    def _submit(**overrides: Any) -> Any:
-        fields: dict[str, Any] = {
-            "wallet_address": wallet,
-            "token_in": "SOL",
-            "token_out": "USDC",
-            "amount_in": Decimal("1.5"),
-        }
-        fields.update(overrides)
-        key = fields.pop("idempotency_key", None)
-        order, _ = order_submit(request=OrderRequest(**fields), idempotency_key=key)
-        return order
 
-    return _submit
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Any]:
+    """A redis-server of this test's own (scripts.faultkit), stopped afterwards, also when the
+    test left it paused (SIGSTOP)."""
+    from scripts.faultkit import PrivateRedis
+
+    server = PrivateRedis(tmp_path).start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None:
+            server.proc.kill(signal.SIGCONT)
+        server.close()
 
 
 # --- real processes ------------------------------------------------------------------------------

@@ -11,22 +11,13 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from scripts.faultkit import PrivatePostgres, PrivateRedis, Stack
+from scripts.faultkit import PrivatePostgres, Stack
 
 
 def shared_test_database_url() -> str:
     db = connection.settings_dict
     host, port = db["HOST"] or "localhost", db["PORT"] or 5432
     return f"postgres://{db['USER'] or ''}@{host}:{port}/{db['NAME']}"
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

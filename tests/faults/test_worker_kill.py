@@ -30,9 +30,8 @@ from django.db import connection
 from dex.models import ChainTransaction
 from engine.events import outbox
 from engine.reconciler import orders_reconcile
-from engine.services import OrderRequest, order_submit
 from orders.models import Order, OrderEvent, OrderStatus
-from tests.conftest import make_wallet
+from tests.conftest import make_wallet, order_create
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -79,14 +78,7 @@ def blocked_on(table: str) -> bool:
 
 
 def submit() -> Order:
-    order, _ = order_submit(
-        request=OrderRequest(
-            wallet_address=make_wallet(9),
-            token_in="SOL",
-            token_out="USDC",
-            amount_in=Decimal("0.5"),
-        )
-    )
+    order = order_create(wallet_address=make_wallet(9), amount_in=Decimal("0.5"))
     outbox.flush()  # the task is dispatched after the commit, from the outbox thread
     return order
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -16,11 +15,10 @@ from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from engine.events import FIREHOSE_GROUP, order_group, outbox
-from engine.services import OrderRequest, order_submit
+from engine.events import FIREHOSE_GROUP, order_group
 from orders.consumers import MAX_SUBSCRIPTIONS
 from orders.routing import websocket_urlpatterns
-from tests.conftest import make_wallet
+from tests.conftest import make_wallet, orders_create
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -38,19 +36,7 @@ def group_members() -> dict[str, int]:
 
 @database_sync_to_async
 def submit_orders(n: int) -> list[str]:
-    ids = []
-    for i in range(n):
-        order, _ = order_submit(
-            request=OrderRequest(
-                wallet_address=make_wallet(i),
-                token_in="SOL",
-                token_out="USDC",
-                amount_in=Decimal("0.1"),
-            )
-        )
-        ids.append(str(order.pk))
-    outbox.flush()
-    return ids
+    return orders_create(n, first_wallet=0, amount="0.1")
 
 
 async def connect(path: str) -> WebsocketCommunicator:

@@ -9,7 +9,6 @@ import asyncio
 import json
 import time
 import uuid
-from decimal import Decimal
 
 import pytest
 import redis
@@ -17,9 +16,8 @@ import websockets
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from engine.events import FIREHOSE_GROUP, order_group, outbox
-from engine.services import OrderRequest, order_submit
-from tests.conftest import make_wallet
+from engine.events import FIREHOSE_GROUP, order_group
+from tests.conftest import orders_create
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -113,21 +111,13 @@ async def vanish(port: int, order_id: str, n: int) -> None:
 
 
 def test_real_frames_floods_and_vanishing_clients(services) -> None:
-    order, _ = order_submit(
-        request=OrderRequest(
-            wallet_address=make_wallet(4),
-            token_in="SOL",
-            token_out="USDC",
-            amount_in=Decimal("1"),
-        )
-    )
-    outbox.flush()
+    (order_id,) = orders_create(1, first_wallet=4, amount="1")
     daphne, port = services("daphne")
-    asyncio.run(frames(port, str(order.pk)))
+    asyncio.run(frames(port, order_id))
     assert groups_empty_within(10) == {}
     asyncio.run(oversized(port))
     assert groups_empty_within(10) == {}
-    asyncio.run(vanish(port, str(order.pk), 20))
+    asyncio.run(vanish(port, order_id, 20))
     assert groups_empty_within(10) == {}
     assert daphne.proc.poll() is None
     assert "Traceback" not in daphne.log(), daphne.log()[-3000:]

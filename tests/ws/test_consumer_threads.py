@@ -8,7 +8,6 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator
-from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -17,10 +16,8 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.db import connection
 
-from engine.events import outbox
-from engine.services import OrderRequest, order_submit
 from orders.routing import websocket_urlpatterns
-from tests.conftest import make_wallet
+from tests.conftest import make_wallet, orders_create
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -31,18 +28,7 @@ APP = URLRouter(websocket_urlpatterns)
 
 
 def create_orders(n: int) -> list[str]:
-    ids = []
-    for i in range(n):
-        order, _ = order_submit(
-            request=OrderRequest(
-                wallet_address=make_wallet(40 + i),
-                token_in="SOL",
-                token_out="USDC",
-                amount_in=Decimal("0.2"),
-            )
-        )
-        ids.append(str(order.pk))
-    outbox.flush()
+    ids = orders_create(n, first_wallet=40, amount="0.2")
     connection.close()
     return ids
 

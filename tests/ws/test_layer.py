@@ -12,7 +12,6 @@ import signal
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,10 +24,9 @@ from django.conf import settings
 
 import engine.events
 from engine.events import FIREHOSE_GROUP, PubSubChannelLayer, order_group, outbox
-from engine.services import OrderRequest, order_submit
 from orders.routing import websocket_urlpatterns
 from scripts.faultkit import PrivateRedis
-from tests.conftest import make_wallet
+from tests.conftest import make_wallet, order_create, orders_create
 from tests.engine.test_pipeline import run_to_end
 
 pytestmark = pytest.mark.asyncio
@@ -48,17 +46,6 @@ def pubsub_config(url: str) -> dict[str, Any]:
 
 def make_layer(url: str) -> PubSubChannelLayer:
     return PubSubChannelLayer(**pubsub_config(url)["CONFIG"])
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path).start()
-    try:
-        yield server
-    finally:
-        if server.proc is not None:
-            server.proc.kill(signal.SIGCONT)
-        server.close()
 
 
 def use_layer(config: dict[str, Any]) -> Iterator[None]:
@@ -233,19 +220,7 @@ def redis_groups(url: str) -> list[str]:
 
 @database_sync_to_async
 def _orders(n: int) -> list[str]:
-    ids = []
-    for i in range(n):
-        order, _ = order_submit(
-            request=OrderRequest(
-                wallet_address=make_wallet(20 + i),
-                token_in="SOL",
-                token_out="USDC",
-                amount_in=Decimal("0.1"),
-            )
-        )
-        ids.append(str(order.pk))
-    outbox.flush()
-    return ids
+    return orders_create(n, first_wallet=20, amount="0.1")
 
 
 async def _follow(ids: list[str]) -> WebsocketCommunicator:
@@ -289,15 +264,7 @@ async def test_a_client_that_leaves_while_redis_is_down_leaves_no_group_behind(
 
 @database_sync_to_async
 def _submit() -> Any:
-    order, _ = order_submit(
-        request=OrderRequest(
-            wallet_address=make_wallet(9),
-            token_in="SOL",
-            token_out="USDC",
-            amount_in=Decimal("0.5"),
-        )
-    )
-    return order
+    return order_create(wallet_address=make_wallet(9), amount_in=Decimal("0.5"))
 
 
 @database_sync_to_async

@@ -84,6 +84,11 @@ class Connection:
     sessions: int = 0
     ws: Any = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # This session's last seq per order, and the firehose's updates of orders not followed yet:
+    # an order's first updates can reach the firehose before its POST has answered, and the
+    # server counts them as shown on this connection (a subscribe replays only what follows).
+    last: dict[str, int] = field(default_factory=dict)
+    early: dict[str, dict[int, str]] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
@@ -95,13 +100,13 @@ class Connection:
                     self.ws, self.sessions, backoff = ws, self.sessions + 1, 0.2
                     # This session's last seq per order, and the orders whose subscription the
                     # server has confirmed in it (before that, the firehose may carry them).
-                    last: dict[str, int] = {}
+                    self.last, self.early = {}, {}
                     tracking: set[str] = set()
                     for order_id in list(self.orders):
                         await self._subscribe(order_id)
                     self.ready.set()
                     async for raw in ws:
-                        self._on_message(json.loads(raw), last, tracking)
+                        self._on_message(json.loads(raw), self.last, tracking)
             except (TimeoutError, OSError, websockets.WebSocketException):
                 pass
             self.ws = None
@@ -122,8 +127,9 @@ class Connection:
                 self.violations.append(f"the server did not know order {message.get('orderId')}")
             return
         order_id, seq, status = message["orderId"], message["seq"], message["status"]
-        if order_id not in self.received:
-            return  # firehose traffic for orders another connection follows
+        if order_id not in self.received:  # not followed here (yet): kept in case it will be
+            self.early.setdefault(order_id, {}).setdefault(seq, status)
+            return
         # Once subscribed, the server sends each order's events in seq order, each once.
         if order_id in tracking and seq != last.get(order_id, 0) + 1:
             self.violations.append(
@@ -141,7 +147,10 @@ class Connection:
 
     async def follow(self, order_id: str) -> None:
         self.orders.append(order_id)
-        self.received.setdefault(order_id, {})
+        shown = self.early.pop(order_id, {})
+        self.received.setdefault(order_id, {}).update(shown)
+        if shown:
+            self.last[order_id] = max(shown)
         await self._subscribe(order_id)
 
     async def refresh(self) -> None:

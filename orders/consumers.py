@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -31,7 +30,6 @@ from orders.models import Order, OrderEvent
 logger = logging.getLogger("orders.ws")
 
 MAX_SUBSCRIPTIONS = 100
-SEEN_LIMIT = 5000
 MAX_MESSAGE_BYTES = 16 * 1024
 CLOSE_BAD_REQUEST = 4400
 CLOSE_NOT_FOUND = 4404
@@ -95,8 +93,6 @@ class OrderFeedConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.last_seq: dict[str, int] = {}  # orderId → last seq sent to this client
         self.firehose = False
-        # What the firehose already showed, so a later subscribe does not send it twice.
-        self.seen: OrderedDict[str, int] = OrderedDict()
         await self.accept()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -145,9 +141,14 @@ class OrderFeedConsumer(AsyncWebsocketConsumer):
             await self.catch_up(order_id)
 
     async def subscribe(self, order_id: str) -> None:
+        """Follow the order: the first subscribe on a connection replays every one of its events
+        from seq 1 (API.md), even those the firehose already showed on it; live events that the
+        replay covered are then skipped by their seq. Subscribing again to an order already
+        followed sends only what the client has not had yet (normally nothing): a flood of
+        subscribes cannot make the server send the same history again and again."""
         if order_id not in self.last_seq:
             await self.channel_layer.group_add(order_group(order_id), self.channel_name)
-            self.last_seq[order_id] = self.seen.pop(order_id, 0)
+            self.last_seq[order_id] = 0
             if self.firehose:  # from now on only the subscribed orders
                 await self.channel_layer.group_discard(FIREHOSE_GROUP, self.channel_name)
                 self.firehose = False
@@ -177,10 +178,6 @@ class OrderFeedConsumer(AsyncWebsocketConsumer):
                 await self.catch_up(order_id)  # a message was dropped: the database has it
         elif self.firehose:
             await self.send(text_data=message["text"])
-            self.seen[order_id] = seq
-            self.seen.move_to_end(order_id)
-            if len(self.seen) > SEEN_LIMIT:
-                self.seen.popitem(last=False)
 
 
 class OrderStreamConsumer(OrderFeedConsumer):

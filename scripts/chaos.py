@@ -84,11 +84,6 @@ class Connection:
     sessions: int = 0
     ws: Any = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    # This session's last seq per order, and the firehose's updates of orders not followed yet:
-    # an order's first updates can reach the firehose before its POST has answered, and the
-    # server counts them as shown on this connection (a subscribe replays only what follows).
-    last: dict[str, int] = field(default_factory=dict)
-    early: dict[str, dict[int, str]] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.2
@@ -100,13 +95,13 @@ class Connection:
                     self.ws, self.sessions, backoff = ws, self.sessions + 1, 0.2
                     # This session's last seq per order, and the orders whose subscription the
                     # server has confirmed in it (before that, the firehose may carry them).
-                    self.last, self.early = {}, {}
+                    last: dict[str, int] = {}
                     tracking: set[str] = set()
                     for order_id in list(self.orders):
                         await self._subscribe(order_id)
                     self.ready.set()
                     async for raw in ws:
-                        self._on_message(json.loads(raw), self.last, tracking)
+                        self._on_message(json.loads(raw), last, tracking)
             except (TimeoutError, OSError, websockets.WebSocketException):
                 pass
             self.ws = None
@@ -120,15 +115,16 @@ class Connection:
     ) -> None:
         kind = message.get("type")
         if kind == "subscribed":
-            tracking.add(message["orderId"])
+            if message["orderId"] not in tracking:  # the replay follows, from seq 1
+                tracking.add(message["orderId"])
+                last[message["orderId"]] = 0
             return
         if kind != "order.update":
             if kind == "error" and message.get("error") == "not_found":
                 self.violations.append(f"the server did not know order {message.get('orderId')}")
             return
         order_id, seq, status = message["orderId"], message["seq"], message["status"]
-        if order_id not in self.received:  # not followed here (yet): kept in case it will be
-            self.early.setdefault(order_id, {}).setdefault(seq, status)
+        if order_id not in self.received:  # the firehose, before the subscription
             return
         # Once subscribed, the server sends each order's events in seq order, each once.
         if order_id in tracking and seq != last.get(order_id, 0) + 1:
@@ -147,14 +143,12 @@ class Connection:
 
     async def follow(self, order_id: str) -> None:
         self.orders.append(order_id)
-        shown = self.early.pop(order_id, {})
-        self.received.setdefault(order_id, {}).update(shown)
-        if shown:
-            self.last[order_id] = max(shown)
+        self.received.setdefault(order_id, {})
         await self._subscribe(order_id)
 
     async def refresh(self) -> None:
-        """Ask for a replay of every followed order (a client that suspects a stale stream)."""
+        """Subscribe again to every followed order (a client that suspects a stale stream): the
+        server sends whatever it has not sent on this connection yet."""
         for order_id in self.orders:
             await self._subscribe(order_id)
 

@@ -94,7 +94,10 @@ async def test_the_firehose_carries_every_order_until_the_client_subscribes() ->
 
     await ws.send_to(text_data=json.dumps({"action": "subscribe", "orderId": str(a.pk)}))
     assert json.loads(await ws.receive_from()) == {"type": "subscribed", "orderId": str(a.pk)}
-    assert await ws.receive_nothing(timeout=0.3)  # seq 1 was already sent: no duplicate
+    # The replay of the order's events (API.md), from seq 1 although the firehose showed it.
+    (replayed,) = await receive_updates(ws, 1)
+    assert (replayed["orderId"], replayed["seq"]) == (str(a.pk), 1)
+    assert await ws.receive_nothing(timeout=0.3)
 
     b = await submit()  # not subscribed: not forwarded any more
     await execute(a)
@@ -115,6 +118,26 @@ async def test_subscribing_replays_what_the_client_missed() -> None:
     await ws.send_to(text_data=json.dumps({"action": "subscribe", "orderId": str(order.pk)}))
     assert json.loads(await ws.receive_from())["type"] == "subscribed"
     assert [e["seq"] for e in await receive_updates(ws, 5)] == [1, 2, 3, 4, 5]
+    await ws.disconnect()
+
+
+async def test_subscribing_again_sends_nothing_twice() -> None:
+    """Only the first subscribe on a connection replays; a second one sends what the client has
+    not had (nothing here), and the live updates then follow, each once and in order."""
+    order = await submit()
+    ws = await connect("/ws")
+    subscribe = json.dumps({"action": "subscribe", "orderId": str(order.pk)})
+    await ws.send_to(text_data=subscribe)
+    assert json.loads(await ws.receive_from())["type"] == "subscribed"
+    assert [e["seq"] for e in await receive_updates(ws, 1)] == [1]
+
+    await ws.send_to(text_data=subscribe)
+    assert json.loads(await ws.receive_from())["type"] == "subscribed"
+    assert await ws.receive_nothing(timeout=0.3)
+
+    await execute(order)
+    assert [e["seq"] for e in await receive_updates(ws, 4)] == [2, 3, 4, 5]
+    assert await ws.receive_nothing(timeout=0.3)
     await ws.disconnect()
 
 

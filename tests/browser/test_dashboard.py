@@ -155,6 +155,12 @@ def test_a_rejected_order_shows_the_reason_next_to_the_field(
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(f"http://127.0.0.1:{port}/")
     page.wait_for_selector(LIVE, timeout=15_000)
+    # On a 1280 px screen the orders table fits beside the side panel: no column is cut off.
+    overflow = page.evaluate(
+        """() => { const w = document.querySelector('.table-wrap');
+                   return w.scrollWidth - w.clientWidth; }"""
+    )
+    assert overflow <= 0, f"the orders table scrolls sideways by {overflow} px at 1280 px"
     # Every control has a name a screen reader can say.
     unlabelled = page.evaluate(
         """() => [...document.querySelectorAll('input, select, button')]

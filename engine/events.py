@@ -22,6 +22,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -53,6 +54,15 @@ def event_message(wire: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """One item for `send`, which takes a list: the items queued for one `send` while the
+    outbox was busy go out in one call, after the batch's messages (`Outbox.gather`)."""
+
+    send: Callable[[list[Any]], Any]
+    item: Any
+
+
 class Outbox:
     """A FIFO of side effects run by one daemon thread per process (re-created after a fork)."""
 
@@ -78,6 +88,12 @@ class Outbox:
         """Run a synchronous side effect on the outbox thread, after those queued before it."""
         self._ensure_thread()
         self._queue.put(effect)
+
+    def gather(self, send: Callable[[list[Any]], Any], item: Any) -> None:
+        """Queue `item` for `send`; items queued close together go to one call of `send`, after
+        the messages queued with them (an order's dispatch after its first update)."""
+        self._ensure_thread()
+        self._queue.put(Gathered(send, item))
 
     def publish(self, messages: list[dict[str, Any]]) -> None:
         if messages:
@@ -109,14 +125,19 @@ class Outbox:
             # reach the firehose before this one). Messages queued one after another go out
             # together.
             messages: list[dict[str, Any]] = []
+            gathered: dict[Callable[[list[Any]], Any], list[Any]] = {}
             for entry in batch:
                 if isinstance(entry, list):
                     messages += entry
+                    continue
+                if isinstance(entry, Gathered):
+                    gathered.setdefault(entry.send, []).append(entry.item)
                     continue
                 if messages:
                     self._send(messages)
                     messages = []
                 if isinstance(entry, threading.Event):
+                    self._send_gathered(gathered)  # a flush waits for these too
                     entry.set()
                 else:
                     try:
@@ -125,6 +146,16 @@ class Outbox:
                         logger.warning("after-commit effect failed", exc_info=True)
             if messages:
                 self._send(messages)
+            self._send_gathered(gathered)
+
+    @staticmethod
+    def _send_gathered(gathered: dict[Callable[[list[Any]], Any], list[Any]]) -> None:
+        for send, items in gathered.items():
+            try:
+                send(items)
+            except Exception:
+                logger.warning("after-commit effect failed", exc_info=True)
+        gathered.clear()
 
     def _send(self, messages: list[dict[str, Any]]) -> None:
         assert self._loop is not None

@@ -54,47 +54,54 @@ MAX_INLINE_WAIT = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What the task should do next: nothing (`run_at` None) or run again at `run_at`."""
+    """What the task should do next: nothing (`run_at` None) or run again at `run_at`.
+    `would_wait`: the order is due at `run_at` (in under MAX_INLINE_WAIT) and `order_execute`
+    was told not to wait for it in place."""
 
     run_at: datetime | None = None
     reason: str = ""
+    would_wait: bool = False
 
 
 DONE = Outcome()
 
 
-def order_execute(order_id: UUID) -> Outcome:
-    """Advance the order until it is terminal, waiting for a trigger, or due later."""
+def order_execute(order_id: UUID, *, wait: bool = True) -> Outcome:
+    """Advance the order until it is terminal, waiting for a trigger, or due later.
+
+    With `wait` False it never sleeps: where it would wait in place for the chain or for an
+    attempt due within a second, it returns `would_wait` instead (a batch of orders hands the
+    rest of the batch on before it waits; see engine.tasks.execute_orders_task)."""
     for _ in range(50):  # every pass commits a step or waits; the bound only stops a bug looping
         order = order_load(order_id)
         if order is None:
             return DONE
-        outcome = _advance(order)
+        outcome = _advance(order, wait=wait)
         if outcome is not None:
             return outcome
     logger.error("pipeline made no progress order=%s", order_id)
     return Outcome(run_at=timezone.now() + timedelta(seconds=5), reason="no progress")
 
 
-def _advance(order: Order) -> Outcome | None:
+def _advance(order: Order, *, wait: bool) -> Outcome | None:
     match order.status:
         case OrderStatus.PENDING:
             if order.order_type != OrderType.MARKET and order.triggered_at is None:
                 return DONE  # the watcher dispatches it when its condition is met
-            return _when_due(order, reserve_slot=True) or _prepare(order)
+            return _when_due(order, reserve_slot=True, wait=wait) or _prepare(order, wait=wait)
         case OrderStatus.FAILED:
             if order.next_attempt_at is None:
                 return DONE
-            return _when_due(order, reserve_slot=False) or _prepare(order)
+            return _when_due(order, reserve_slot=False, wait=wait) or _prepare(order, wait=wait)
         case OrderStatus.ROUTING | OrderStatus.BUILDING:
             return _interrupted(order)
         case OrderStatus.SUBMITTED:
-            return _settle(order)
+            return _settle(order, wait=wait)
         case _:
             return DONE
 
 
-def _when_due(order: Order, *, reserve_slot: bool) -> Outcome | None:
+def _when_due(order: Order, *, reserve_slot: bool, wait: bool) -> Outcome | None:
     """None when the order may start its next attempt now; otherwise when to come back."""
     now = timezone.now()
     if order.next_attempt_at is None:
@@ -110,10 +117,7 @@ def _when_due(order: Order, *, reserve_slot: bool) -> Outcome | None:
         return Outcome(run_at=run_at, reason="rate limit") if claimed else Outcome(run_at=now)
     if order.next_attempt_at - now > EARLY_TOLERANCE:
         return DONE  # a duplicate delivery: the scheduled one will come
-    delay = (order.next_attempt_at - now).total_seconds()
-    if delay > 0:
-        time.sleep(delay)
-    return None
+    return _wait_until(order.next_attempt_at, wait=wait)
 
 
 def _locked(order: Order, *, status: str, attempts: int | None = None) -> Order | None:
@@ -146,7 +150,7 @@ def _min_amount_out(order: Order, quote: Quote) -> int:
     return int((Decimal(quote.amount_out) * keep).to_integral_value(rounding=ROUND_FLOOR))
 
 
-def _prepare(order: Order) -> Outcome | None:
+def _prepare(order: Order, *, wait: bool) -> Outcome | None:
     """Start an attempt: route, build and submit, in one transaction, then send.
 
     Nothing leaves the engine between choosing a route, building its transaction and storing
@@ -215,7 +219,7 @@ def _prepare(order: Order) -> Outcome | None:
             ],
         )
     # Settle with the order as just committed (the settle step locks and checks it again).
-    return _send(tx) or _settle(locked)
+    return _send(tx, wait=wait) or _settle(locked, wait=wait)
 
 
 def _interrupted(order: Order) -> Outcome | None:
@@ -252,15 +256,15 @@ def _quote_state(order: Order, decision: RoutingDecision) -> dict[str, Any]:
     return {"public": public, "state": best.to_state(), "minAmountOut": str(min_out)}
 
 
-def _send(tx: Transaction) -> Outcome | None:
+def _send(tx: Transaction, *, wait: bool) -> Outcome | None:
     try:
         lands_at = transaction_send(tx)  # the same signature: sending twice is harmless
     except TransientChainError as error:
         return _abandon_unsent(tx, error)
-    return _wait_until(lands_at)
+    return _wait_until(lands_at, wait=wait)
 
 
-def _settle(order: Order) -> Outcome | None:
+def _settle(order: Order, *, wait: bool) -> Outcome | None:
     """Ask the chain about the submitted signature: confirm, fail, send, or wait."""
     tx = Transaction.from_state(order.transaction)
     with transaction.atomic():
@@ -282,8 +286,8 @@ def _settle(order: Order) -> Outcome | None:
                 ),
             )
     if status.state == "unknown":  # stored but never sent (a crash in between): send it now
-        return _send(tx)
-    return _wait_until(status.retry_at)
+        return _send(tx, wait=wait)
+    return _wait_until(status.retry_at, wait=wait)
 
 
 def _abandon_unsent(tx: Transaction, error: DexError) -> Outcome | None:
@@ -300,13 +304,17 @@ def _abandon_unsent(tx: Transaction, error: DexError) -> Outcome | None:
     return None
 
 
-def _wait_until(when: datetime | None) -> Outcome | None:
+def _wait_until(when: datetime | None, *, wait: bool) -> Outcome | None:
+    """None once `when` has come (sleeping until then if it is near); an Outcome to come back
+    at `when` if it is far, or near and the caller must not wait."""
     if when is None:
         return None
     delay = (when - timezone.now()).total_seconds()
     if delay > MAX_INLINE_WAIT:
         return Outcome(run_at=when, reason="waiting for the chain")
     if delay > 0:
+        if not wait:
+            return Outcome(run_at=when, reason="due shortly", would_wait=True)
         time.sleep(delay)
     return None
 

@@ -1,6 +1,6 @@
 """Every Redis client of the engine (its own pool, Celery's broker connection and the channel
 layer's) parses replies and packs commands with hiredis's C code, not redis-py's Python: in the
-capacity benchmark that took about a tenth of the engine's CPU per order (README › Performance)."""
+capacity benchmark that took about a tenth of the engine's CPU per order (README, Performance)."""
 
 from __future__ import annotations
 

@@ -206,6 +206,37 @@ async def test_the_outbox_runs_what_was_queued_in_the_order_queued(monkeypatch) 
     assert done == ["refresh 1", "publish 1", "dispatch", "refresh 2", "publish 2"]
 
 
+async def test_the_outbox_gathers_items_queued_together_into_one_call(monkeypatch) -> None:
+    """Dispatches queued while the outbox is busy go out in one call (one broker message for
+    many orders), after the updates queued with them; a flush waits for them too."""
+    done: list[str] = []
+    real_send_all = engine.events._send_all
+
+    async def recording_send_all(messages: list[dict[str, Any]]) -> None:
+        await real_send_all(messages)
+        done.extend(f"publish {m['seq']}" for m in messages)
+
+    monkeypatch.setattr(engine.events, "_send_all", recording_send_all)
+
+    def dispatch(ids: list[str]) -> None:
+        done.append(f"dispatch {','.join(ids)}")
+
+    busy, release = threading.Event(), threading.Event()
+    outbox.run(lambda: (busy.set(), release.wait(10)))
+    assert await asyncio.to_thread(busy.wait, 10)
+    for seq, order_id in ((1, "a"), (2, "b"), (3, "c")):
+        outbox.publish([{"type": "order.update", "order_id": order_id, "seq": seq}])
+        outbox.gather(dispatch, order_id)
+    release.set()
+    await asyncio.to_thread(outbox.flush)
+    assert done == ["publish 1", "publish 2", "publish 3", "dispatch a,b,c"]
+
+    done.clear()
+    outbox.gather(dispatch, "d")  # alone: a call of its own, and flush waits for it
+    await asyncio.to_thread(outbox.flush)
+    assert done == ["dispatch d"]
+
+
 # --- WebSocket clients on the pub/sub layer -----------------------------------------------------
 
 

@@ -48,7 +48,7 @@ def execute_order_task(self, order_id: str) -> str:  # type: ignore[no-untyped-d
 BATCH_MAX = 16
 #: A batch goes on to its next order only while each takes less than this (wall clock): an order
 #: that had to wait (a venue's answer, a lock) hands the rest on rather than hold them back.
-BATCH_ORDER_SECONDS = 0.05
+BATCH_ORDER_SECONDS = 0.15
 
 
 @shared_task(

@@ -76,7 +76,7 @@ def test_the_first_order_that_would_wait_hands_the_rest_on_then_waits() -> None:
     ]
 
 
-@override_settings(DEX_QUOTE_LATENCY_MS=120)
+@override_settings(DEX_QUOTE_LATENCY_MS=200)
 def test_an_order_that_took_long_hands_the_rest_on() -> None:
     """The venues answer slowly: the rest of the batch is not held back behind each quote."""
     ids = orders_create(3, first_wallet=47, amount="0.1")

@@ -20,20 +20,26 @@ from engine.pipeline import Outcome, order_execute
 logger = logging.getLogger("engine.tasks")
 
 
-@shared_task(
-    bind=True,
-    name="engine.execute_order",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-    ignore_result=True,
-    # PostgreSQL or Redis down for a moment: try again later rather than drop the message (the
-    # reconciler would find the order, but only once beat and the database are back).
-    autoretry_for=(OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-)
+#: PostgreSQL or Redis down for a moment.
+UNAVAILABLE = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
+#: The options of the tasks that execute orders: acknowledged only once done (a killed worker's
+#: message is delivered again), and tried again later when PostgreSQL or Redis is down for a
+#: moment rather than dropped (the reconciler would find the order, but only once beat and the
+#: database are back).
+EXECUTION = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": None,
+    "ignore_result": True,
+    "autoretry_for": UNAVAILABLE,
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+}
+
+
+@shared_task(name="engine.execute_order", **EXECUTION)
 def execute_order_task(self, order_id: str) -> str:  # type: ignore[no-untyped-def]
     outcome = order_execute(UUID(order_id))
     if outcome.run_at is None:
@@ -51,18 +57,7 @@ BATCH_MAX = 16
 BATCH_ORDER_SECONDS = 0.15
 
 
-@shared_task(
-    bind=True,
-    name="engine.execute_orders",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-    ignore_result=True,
-    autoretry_for=(OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-)
+@shared_task(name="engine.execute_orders", **EXECUTION)
 def execute_orders_task(self, order_ids: list[str]) -> str:  # type: ignore[no-untyped-def]
     """Orders dispatched together, advanced one after another in this pool process: one broker
     message, one delivery and one acknowledgement for all of them.
@@ -82,8 +77,8 @@ def execute_orders_task(self, order_ids: list[str]) -> str:  # type: ignore[no-u
                 _hand_on(rest)
                 _schedule(order_id, order_execute(UUID(order_id)))  # waits, as a task would
                 return f"{index + 1} of {len(order_ids)}, the rest handed on"
-        except (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError):
-            raise
+        except UNAVAILABLE:
+            raise  # the whole batch again, later
         except Exception:
             # One order's bug must not hold the others: the reconciler resumes this one.
             logger.exception("executing order=%s in a batch failed", order_id)

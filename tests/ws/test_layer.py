@@ -182,9 +182,10 @@ async def test_the_outbox_publishes_a_batch_in_commit_order(any_layer: str) -> N
     await layer.group_discard(FIREHOSE_GROUP, firehose)
 
 
-async def test_the_outbox_runs_what_was_queued_in_the_order_queued(monkeypatch) -> None:
-    """A task dispatched after an update was queued must not leave before that update: the
-    worker's next update would otherwise reach the firehose first (`routing` before `pending`)."""
+@pytest.fixture
+def done(monkeypatch) -> list[str]:
+    """What the outbox did, in order: `publish <seq>` for each update it published, and whatever
+    the test's own effects append."""
     done: list[str] = []
     real_send_all = engine.events._send_all
 
@@ -193,6 +194,12 @@ async def test_the_outbox_runs_what_was_queued_in_the_order_queued(monkeypatch) 
         done.extend(f"publish {m['seq']}" for m in messages)
 
     monkeypatch.setattr(engine.events, "_send_all", recording_send_all)
+    return done
+
+
+async def test_the_outbox_runs_what_was_queued_in_the_order_queued(done: list[str]) -> None:
+    """A task dispatched after an update was queued must not leave before that update: the
+    worker's next update would otherwise reach the firehose first (`routing` before `pending`)."""
     busy, release = threading.Event(), threading.Event()
     outbox.run(lambda: (busy.set(), release.wait(10)))  # everything below waits in one batch
     assert await asyncio.to_thread(busy.wait, 10)
@@ -206,17 +213,9 @@ async def test_the_outbox_runs_what_was_queued_in_the_order_queued(monkeypatch) 
     assert done == ["refresh 1", "publish 1", "dispatch", "refresh 2", "publish 2"]
 
 
-async def test_the_outbox_gathers_items_queued_together_into_one_call(monkeypatch) -> None:
+async def test_the_outbox_gathers_items_queued_together_into_one_call(done: list[str]) -> None:
     """Dispatches queued while the outbox is busy go out in one call (one broker message for
     many orders), after the updates queued with them; a flush waits for them too."""
-    done: list[str] = []
-    real_send_all = engine.events._send_all
-
-    async def recording_send_all(messages: list[dict[str, Any]]) -> None:
-        await real_send_all(messages)
-        done.extend(f"publish {m['seq']}" for m in messages)
-
-    monkeypatch.setattr(engine.events, "_send_all", recording_send_all)
 
     def dispatch(ids: list[str]) -> None:
         done.append(f"dispatch {','.join(ids)}")

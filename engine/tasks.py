@@ -44,10 +44,19 @@ def execute_order_task(self, order_id: str) -> str:  # type: ignore[no-untyped-d
     outcome = order_execute(UUID(order_id))
     if outcome.run_at is None:
         return "done"
-    countdown = max((outcome.run_at - timezone.now()).total_seconds(), 0.0)
     # A retry of this task (visible as such in Flower): the order's own state, not Celery's
     # retry counter, decides what the next run does.
-    raise self.retry(kwargs={"order_id": order_id}, args=(), countdown=countdown)
+    raise self.retry(kwargs={"order_id": order_id}, args=(), countdown=_countdown(outcome))
+
+
+def _countdown(outcome: Outcome) -> float:
+    assert outcome.run_at is not None
+    return max((outcome.run_at - timezone.now()).total_seconds(), 0.0)
+
+
+def _execute_one(order_id: str, countdown: float | None = None) -> None:
+    """One order's own `engine.execute_order` message, for now or in `countdown` seconds."""
+    execute_order_task.apply_async(kwargs={"order_id": order_id}, countdown=countdown)
 
 
 #: The most orders one `engine.execute_orders` message carries.
@@ -73,16 +82,17 @@ def execute_orders_task(self, order_ids: list[str]) -> str:  # type: ignore[no-u
         started = time.monotonic()
         try:
             outcome = order_execute(UUID(order_id), wait=False)
-            if outcome.would_wait:
-                _hand_on(rest)
-                _schedule(order_id, order_execute(UUID(order_id)))  # waits, as a task would
-                return f"{index + 1} of {len(order_ids)}, the rest handed on"
         except UNAVAILABLE:
             raise  # the whole batch again, later
         except Exception:
             # One order's bug must not hold the others: the reconciler resumes this one.
             logger.exception("executing order=%s in a batch failed", order_id)
             continue
+        if outcome.would_wait:
+            _hand_on(rest)
+            # Waits here, as a task would; what goes wrong now goes wrong as in that task.
+            _schedule(order_id, order_execute(UUID(order_id)))
+            return f"{index + 1} of {len(order_ids)}, the rest handed on"
         _schedule(order_id, outcome)
         if rest and time.monotonic() - started > BATCH_ORDER_SECONDS:
             _hand_on(rest)
@@ -92,13 +102,12 @@ def execute_orders_task(self, order_ids: list[str]) -> str:  # type: ignore[no-u
 
 def _hand_on(order_ids: list[str]) -> None:
     for order_id in order_ids:
-        execute_order_task.apply_async(kwargs={"order_id": order_id})
+        _execute_one(order_id)
 
 
 def _schedule(order_id: str, outcome: Outcome) -> None:
     if outcome.run_at is not None:
-        countdown = max((outcome.run_at - timezone.now()).total_seconds(), 0.0)
-        execute_order_task.apply_async(kwargs={"order_id": order_id}, countdown=countdown)
+        _execute_one(order_id, _countdown(outcome))
 
 
 def _dispatch_now(order_ids: list[str]) -> None:
@@ -106,7 +115,7 @@ def _dispatch_now(order_ids: list[str]) -> None:
     for start in range(0, len(order_ids), BATCH_MAX):
         chunk = order_ids[start : start + BATCH_MAX]
         if len(chunk) == 1:
-            execute_order_task.apply_async(kwargs={"order_id": chunk[0]})
+            _execute_one(chunk[0])
         else:
             execute_orders_task.apply_async(kwargs={"order_ids": chunk})
 
@@ -118,9 +127,7 @@ def order_dispatch(order_id: str | UUID, *, countdown: float | None = None) -> N
     if countdown is None:
         transaction.on_commit(lambda: outbox.gather(_dispatch_now, str(order_id)))
         return
-    send = partial(
-        execute_order_task.apply_async, kwargs={"order_id": str(order_id)}, countdown=countdown
-    )
+    send = partial(_execute_one, str(order_id), countdown)
     transaction.on_commit(lambda: outbox.run(send))
 
 

@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config.sql import row_insert, row_load, row_save
 from dex import meteora, models, raydium
 from dex.pools import PoolSnapshot, pool_save, pools_by_address
 from dex.types import (
@@ -77,6 +78,8 @@ ACTIVITY_WINDOW = timedelta(seconds=10)
 # Injected failures: where they strike.
 _BEFORE_RECORD = ("rpc_timeout", "node_rate_limited")
 _FATES = ("rpc_timeout_before", "rpc_timeout_after", "node_rate_limited", "blockhash_expired")
+#: The fates that refuse a first send, and the error the client hears for each.
+_REFUSALS = {"rpc_timeout_before": "rpc_timeout", "node_rate_limited": "node_rate_limited"}
 
 _TIMEOUT_MESSAGE = (
     "RPC timeout: the node did not answer; the transaction may or may not have landed"
@@ -344,10 +347,6 @@ def transaction_send(tx: Transaction) -> datetime:
             f"blockhash expired: the transaction was valid until {tx.last_valid_at.isoformat()}",
             code="blockhash_expired",
         )
-    existing = models.ChainTransaction.objects.filter(signature=tx.signature).first()
-    if existing is not None:
-        return existing.lands_at
-
     fate = _fate(tx)
     attempt = _send_attempts.get(tx.signature, 0)
     if attempt:
@@ -355,33 +354,37 @@ def transaction_send(tx: Transaction) -> datetime:
         if fate in ("rpc_timeout_before", "node_rate_limited"):
             fate = None
         refusal = _refused_again(tx, attempt)
-        if refusal:
-            _refuse(tx, refusal)
-    elif fate == "rpc_timeout_before":
-        _refuse(tx, "rpc_timeout")
-    elif fate == "node_rate_limited":
-        _refuse(tx, "node_rate_limited")
+    else:
+        refusal = _REFUSALS.get(fate or "")
+    if refusal:
+        existing = _lands_at(tx.signature)
+        if existing is not None:  # the node has it already: it answers with what it knows
+            return existing
+        _refuse(tx, refusal)
 
-    lands_at = now + timedelta(seconds=execution_latency_seconds(_rng(tx.reference, "latency")))
-    # One INSERT needs no transaction of its own (autocommit); inside a caller's transaction a
-    # savepoint keeps a lost race on the signature from breaking it.
+    row = models.ChainTransaction(
+        signature=tx.signature,
+        reference=tx.reference,
+        tx=tx.to_state(),
+        lands_at=now + timedelta(seconds=execution_latency_seconds(_rng(tx.reference, "latency"))),
+        fail_at_landing="blockhash_expired" if fate == "blockhash_expired" else "",
+    )
+    # One INSERT that leaves an existing signature alone (a second send of the same
+    # transaction): no transaction of its own is needed (autocommit). Inside a caller's
+    # transaction a savepoint keeps a clash on the reference from breaking it.
     in_block = transaction.get_connection().in_atomic_block
     try:
         with transaction.atomic() if in_block else contextlib.nullcontext():
-            row = models.ChainTransaction.objects.create(
-                signature=tx.signature,
-                reference=tx.reference,
-                tx=tx.to_state(),
-                lands_at=lands_at,
-                fail_at_landing="blockhash_expired" if fate == "blockhash_expired" else "",
-            )
+            inserted = row_insert(row, unless_exists="signature")
     except IntegrityError:
-        row = models.ChainTransaction.objects.filter(signature=tx.signature).first()
-        if row is None:
+        inserted = False
+    if not inserted:
+        existing = _lands_at(tx.signature)
+        if existing is None:
             raise DuplicateReferenceError(
                 f"reference {tx.reference!r} was already used by another transaction"
-            ) from None
-        return row.lands_at  # a concurrent send of the same transaction won the insert
+            )
+        return existing  # sent before, or a concurrent send of the same transaction won
     logger.info(
         "send accepted signature=%s reference=%s lands_at=%s",
         tx.signature,
@@ -391,7 +394,17 @@ def transaction_send(tx: Transaction) -> datetime:
     if fate == "rpc_timeout_after":
         # Recorded, yet the client hears a timeout: only signature_status can tell it landed.
         raise TransientChainError(_TIMEOUT_MESSAGE, code="rpc_timeout")
-    return lands_at
+    return row.lands_at
+
+
+def _lands_at(signature: str) -> datetime | None:
+    """When a transaction the chain has recorded lands (None: the chain never saw it)."""
+    connection = transaction.get_connection()
+    table = connection.ops.quote_name(models.ChainTransaction._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT lands_at FROM {table} WHERE signature = %s", [signature])
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 # --- landing -------------------------------------------------------------------------------------
@@ -443,7 +456,7 @@ def _fail(row: models.ChainTransaction, error: DexError, now: datetime) -> Signa
     row.error_code = error.code
     row.error_message = error.message
     row.landed_at = now
-    row.save(update_fields=["state", "error_code", "error_message", "landed_at", "updated_at"])
+    row_save(row, ["state", "error_code", "error_message", "landed_at", "updated_at"])
     logger.info(
         "landing failed signature=%s code=%s message=%r", row.signature, error.code, error.message
     )
@@ -460,8 +473,7 @@ def signature_status(signature: str) -> SignatureStatus:
         # Lock order: the transaction row, then its pools by id. Every landing follows it, so two
         # landings sharing pools queue instead of deadlocking. Locking a row that is not due yet
         # costs nothing the caller would notice, and it saves reading it twice when it is.
-        row = models.ChainTransaction.objects.select_for_update().filter(signature=signature)
-        row = next(iter(row), None)
+        row = row_load(models.ChainTransaction, "signature", signature, lock=True)
         if row is None:
             return SignatureStatus(state="unknown")
         if row.state != models.ChainTransaction.State.PENDING:
@@ -526,7 +538,7 @@ def _land(row: models.ChainTransaction, tx: Transaction, now: datetime) -> Signa
     row.state = models.ChainTransaction.State.LANDED
     row.amount_out = amount_out
     row.landed_at = now
-    row.save(update_fields=["state", "amount_out", "landed_at", "updated_at"])
+    row_save(row, ["state", "amount_out", "landed_at", "updated_at"])
     logger.info(
         "landed signature=%s amount_out=%s min_amount_out=%s",
         row.signature,

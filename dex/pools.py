@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
+from config.sql import row_update
 from dex import meteora, models
 
 _FIELDS = (
@@ -192,7 +193,8 @@ def pool_save(
     dlmm: meteora.PoolState | None,
     spread_bps: int | None = None,
 ) -> None:
-    """Write a pool's new state in one UPDATE (the caller holds its row lock)."""
+    """Write a pool's new state in one UPDATE (the caller holds its row lock), without the
+    ORM's query compilation (config.sql): every landing writes its pools."""
     fields: dict[str, Any] = {
         "reserve_a": reserve_a,
         "reserve_b": reserve_b,
@@ -209,7 +211,7 @@ def pool_save(
             index_reference=dlmm.index_reference,
             last_swap_ts=dlmm.last_update,
         )
-    models.Pool.objects.filter(pk=snapshot.id).update(**fields)
+    row_update(models.Pool, snapshot.id, fields)
 
 
 def pools_reset_to_seed(*, drop_others: bool = True) -> None:

@@ -19,12 +19,13 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config.sql import column_list, db_values, mark_saved, placeholders
 from dex.router import market_load
 from dex.tokens import to_units, token_get
 from dex.types import DexError, NoRouteError
 from engine.errors import IdempotencyConflict, OrderConflict, OrderNotFound, OrderRejected
 from engine.formatting import iso
-from engine.rows import column_list, db_values, event_fields, mark_saved, placeholders
+from engine.rows import event_fields
 from engine.tasks import order_dispatch
 from engine.transitions import event_announce, order_transition
 from orders.models import Order, OrderEvent, OrderStatus, OrderType

@@ -15,10 +15,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from config.sql import column_list, db_values, mark_saved, placeholders
 from engine.cache import order_cache_store
 from engine.errors import IllegalTransition
 from engine.events import event_message, outbox
-from engine.rows import column_list, db_values, event_fields, mark_saved, placeholders
+from engine.rows import event_fields
 from engine.states import TERMINAL, transition_allowed
 from engine.wire import event_public, event_to_wire, order_to_dict
 from orders.models import Order, OrderEvent

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, transaction
 from django.db.transaction import TransactionManagementError
 
-from engine import rows
+from config import sql
 from engine.rows import order_load
 from orders.models import Order
 from tests.engine.test_pipeline import run_to_end
@@ -33,7 +33,8 @@ def test_an_order_loads_as_the_orm_loads_it(submit) -> None:
         assert loaded is not None and again is not None
         assert fields(loaded) == fields(again) == fields(Order.objects.get(pk=order.pk))
         assert not loaded._state.adding and loaded._state.db == "default"
-    assert rows._order_loads[False] is not None and rows._order_loads[True] is not None
+    assert sql._loads[(Order, "pk", False)] is not None
+    assert sql._loads[(Order, "pk", True)] is not None
     assert order_load(uuid.uuid4()) is None
 
 

@@ -1,0 +1,159 @@
+"""The statements the ORM would run for the hottest rows, without its query compilation.
+
+The engine's orders (`engine.rows`) and the simulated chain's transactions and pools
+(`dex.chain`, `dex.pools`) are loaded, updated and inserted several times per order, and
+compiling each query through the ORM cost more CPU than PostgreSQL spent answering it. A load
+here runs the SQL the ORM compiled once for its shape (model, field, lock); an UPDATE or INSERT
+is written directly. Every value still goes through its field's own `get_db_prep_save` (and
+`pre_save` where a save would call it: `auto_now`, defaults), and a load runs the fields' own
+converters, so what is written and read is exactly what the ORM would write and read. No model
+signals are sent: these models have no receivers, and must not get any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, Model
+
+
+def db_values(
+    instance: Model, fields: Iterable[Field], connection: BaseDatabaseWrapper, *, add: bool = False
+) -> list[Any]:
+    """The instance's values for `fields` as the database takes them (`add`: run each field's
+    `pre_save` first, as an INSERT through the ORM does: defaults, auto_now_add)."""
+    return [
+        f.get_db_prep_save(
+            f.pre_save(instance, add) if add else getattr(instance, f.attname), connection
+        )
+        for f in fields
+    ]
+
+
+def column_list(fields: Iterable[Field], connection: BaseDatabaseWrapper) -> str:
+    return ", ".join(connection.ops.quote_name(f.column) for f in fields)
+
+
+def placeholders(count: int) -> str:
+    return ", ".join(["%s"] * count)
+
+
+def mark_saved(instances: Iterable[Model], connection: BaseDatabaseWrapper) -> None:
+    """What the ORM records on an instance it has written."""
+    for instance in instances:
+        instance._state.adding = False
+        instance._state.db = connection.alias
+
+
+# --- loading one row -----------------------------------------------------------------------------
+
+#: (model, field name, lock) → (SQL, attribute names, converters by column) as the ORM compiled
+#: `model.objects.filter(<field>=…)` (with `select_for_update()` when locking), or None where its
+#: parameters were not just the value (another Django version): that shape keeps using the ORM.
+_loads: dict[tuple[type[Model], str, bool], tuple[str, list[str], list[Any]] | None] = {}
+
+
+def row_load(model: type[Model], field: str, value: Any, *, lock: bool = False) -> Any:
+    """`model.objects.filter(<field>=value).first()` (`select_for_update()` with `lock`, inside
+    the caller's transaction) without compiling the query again. `field` is unique."""
+
+    def queryset() -> Any:
+        rows = model._default_manager.filter(**{field: value})
+        return rows.select_for_update() if lock else rows
+
+    connection = transaction.get_connection()
+    key = (model, field, lock)
+    target = model._meta.pk if field == "pk" else model._meta.get_field(field)
+    if key not in _loads:
+        compiler = queryset().query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()  # select_for_update outside a transaction raises here
+        names = [col.target.attname for col, _, _ in compiler.select]
+        exact = list(params) == [target.get_db_prep_value(value, connection)] and names == [
+            f.attname for f in model._meta.concrete_fields
+        ]
+        converters = [
+            (pos, convs, expr)
+            for pos, (convs, expr) in compiler.get_converters(
+                [col for col, _, _ in compiler.select]
+            ).items()
+        ]
+        _loads[key] = (sql, names, converters) if exact else None
+    compiled = _loads[key]
+    if compiled is None:
+        return queryset().first()
+    if lock and not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(
+            "select_for_update cannot be used outside of a transaction."
+        )
+    sql, names, converters = compiled
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [target.get_db_prep_value(value, connection)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for pos, convs, expr in converters:
+        for convert in convs:
+            values[pos] = convert(values[pos], expr, connection)
+    return model.from_db(connection.alias, names, values)
+
+
+# --- writing one row -----------------------------------------------------------------------------
+
+
+def row_update(model: type[Model], pk: Any, values: dict[str, Any]) -> int:
+    """`model.objects.filter(pk=pk).update(**values)` for plain values (no expressions): one
+    UPDATE, its SQL built once per set of columns. Returns the number of rows updated."""
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in values]
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} "
+        f"SET {', '.join(f'{quote(f.column)} = %s' for f in fields)} "
+        f"WHERE {quote(model._meta.pk.column)} = %s"
+    )
+    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+    params.append(model._meta.pk.get_db_prep_value(pk, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def row_save(instance: Model, update_fields: Iterable[str]) -> None:
+    """`instance.save(update_fields=...)`: each field's `pre_save` (auto_now) and then one
+    UPDATE of those columns; like the ORM, an update that finds no row is an error."""
+    fields = [instance._meta.get_field(name) for name in update_fields]
+    values = {f.name: f.pre_save(instance, False) for f in fields}
+    if row_update(type(instance), instance.pk, values) != 1:
+        raise transaction.DatabaseError("Save with update_fields did not affect any rows.")
+
+
+def row_insert(instance: Model, *, unless_exists: str | None = None) -> bool:
+    """`instance.save()` of a new row, as one INSERT returning its id: defaults and
+    `auto_now_add` applied by the fields as the ORM applies them. With `unless_exists` (a
+    unique field), a row already holding that value is left alone and nothing is inserted
+    (`ON CONFLICT … DO NOTHING`): returns whether the row was inserted."""
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    meta = instance._meta
+    fields = [f for f in meta.concrete_fields if f is not meta.pk or f.has_default()]
+    conflict = (
+        f" ON CONFLICT ({quote(meta.get_field(unless_exists).column)}) DO NOTHING"
+        if unless_exists
+        else ""
+    )
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({column_list(fields, connection)}) "
+        f"VALUES ({placeholders(len(fields))}){conflict} RETURNING {quote(meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, db_values(instance, fields, connection, add=True))
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    instance.pk = row[0]
+    mark_saved([instance], connection)
+    return True

@@ -131,6 +131,16 @@ if env.bool("DB_POOL", default=False):
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Parameters bound by the server, and a statement the connection has run twice prepared and
+# kept (psycopg's `prepare_threshold`): PostgreSQL then plans each of the engine's few hot
+# statements once per connection instead of once per execution. Behind a pooler that cannot
+# keep prepared statements (PgBouncer in transaction mode before 1.21), set
+# DB_PREPARE_THRESHOLD to -1.
+_prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=2)
+DATABASES["default"]["OPTIONS"].setdefault("server_side_binding", True)
+DATABASES["default"]["OPTIONS"].setdefault(
+    "prepare_threshold", None if _prepare_threshold < 0 else _prepare_threshold
+)
 # Fail fast when PostgreSQL is down: the API answers 503 instead of hanging.
 DATABASES["default"]["OPTIONS"].setdefault(
     "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3)

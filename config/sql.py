@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
@@ -128,7 +128,7 @@ def row_save(instance: Model, update_fields: Iterable[str]) -> None:
     fields = [instance._meta.get_field(name) for name in update_fields]
     values = {f.name: f.pre_save(instance, False) for f in fields}
     if row_update(type(instance), instance.pk, values) != 1:
-        raise transaction.DatabaseError("Save with update_fields did not affect any rows.")
+        raise DatabaseError("Save with update_fields did not affect any rows.")
 
 
 def row_insert(instance: Model, *, unless_exists: str | None = None) -> bool:

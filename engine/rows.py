@@ -1,9 +1,7 @@
-"""The engine's two hottest writes as single SQL statements: a new order with its first event
-(`engine.services.order_submit`) and an order's new state with its new events
-(`engine.transitions.order_transitions`). One round trip each and no ORM query compilation;
-every value still goes through its field's own `get_db_prep_save`, as `save()` and
-`bulk_create()` would write it (config.sql). And its hottest read, an order by id
-(`order_load`), with the SQL the ORM compiled once."""
+"""The engine's rows as its hottest statements need them: the columns of an event that the
+single-statement writes fill (`engine.services._insert_created`, `engine.transitions._write`,
+both built with config.sql), and an order by id (`order_load`), with the SQL the ORM compiled
+once."""
 
 from __future__ import annotations
 

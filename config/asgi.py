@@ -15,7 +15,9 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
+from config.heap import heap_freeze  # noqa: E402
 from orders.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -39,3 +41,8 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Every view imported now (Django imports them on the first request), and then what the process
+# holds from here on kept out of the garbage collector's full passes (config.heap).
+get_resolver().url_patterns  # noqa: B018
+heap_freeze("web")

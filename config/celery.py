@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_init
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -38,3 +38,20 @@ def _yield_the_cpu_to_the_api(**kwargs: object) -> None:
 
     if settings.WORKER_NICE:
         os.nice(settings.WORKER_NICE)
+
+
+@worker_init.connect
+def _freeze_the_worker(**kwargs: object) -> None:
+    """The worker's startup objects out of the garbage collector's full passes, before it forks
+    its pool (config.heap)."""
+    from config.heap import heap_freeze
+
+    heap_freeze("worker")
+
+
+@worker_process_init.connect
+def _freeze_the_pool_process(**kwargs: object) -> None:
+    """And each pool process's, once forked: what the fork added since (config.heap)."""
+    from config.heap import heap_freeze
+
+    heap_freeze("worker pool process")

@@ -312,6 +312,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
+        "config": {"level": LOG_LEVEL},
         "engine": {"level": LOG_LEVEL},
         "dex": {"level": LOG_LEVEL},
         "orders": {"level": LOG_LEVEL},

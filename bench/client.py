@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import json
 import resource
+import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,48 @@ class OrderRun:
         return (self.answered - self.sent) * 1000
 
 
+class HttpClients:
+    """Up to `size` keep-alive connections to the engine, each its own one-connection httpx
+    client, lent out in the order they are asked for; the rest wait their turn here (a FIFO
+    semaphore).
+
+    Not one httpx client with a pool of `size` connections: httpcore checks every connection of
+    its pool on each request (`is_idle`, `has_expired`, a `getpeername` each), which took a
+    fifth of the load generator's CPU, on the machine the engine it measures runs on. Waiting in
+    httpcore's pool instead of here also cost CPU for every waiter on every release
+    (encode/httpcore#1035)."""
+
+    def __init__(self, url: str, *, size: int) -> None:
+        self._url = url
+        self._turns = asyncio.Semaphore(size)  # first come, first served
+        self._clients: list[httpx.AsyncClient] = []
+        self._idle: list[httpx.AsyncClient] = []
+        self._tls = ssl.create_default_context()  # httpx would build one per client
+
+    @contextlib.asynccontextmanager
+    async def lend(self) -> AsyncIterator[httpx.AsyncClient]:
+        async with self._turns:
+            client = self._idle.pop() if self._idle else self._new()
+            try:
+                yield client
+            finally:
+                self._idle.append(client)
+
+    def _new(self) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            base_url=self._url,
+            timeout=httpx.Timeout(60.0),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            verify=self._tls,
+        )
+        self._clients.append(client)
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+
 class Drive:
     """One benchmark run's clients and records."""
 
@@ -154,17 +197,7 @@ class Drive:
         self.loop_lag_ms: list[float] = []
         self.read_back_errors: list[str] = []
         self.bar = tqdm(total=total, desc=desc, unit="order", disable=not progress, smoothing=0.1)
-        self.http = httpx.AsyncClient(
-            base_url=self.url,
-            timeout=httpx.Timeout(60.0),
-            limits=httpx.Limits(
-                max_connections=http_connections, max_keepalive_connections=http_connections
-            ),
-        )
-        # Requests beyond the connection limit wait here, in order: waiting in httpx's own pool
-        # instead costs the load generator CPU for every waiting request each time a connection
-        # frees up, and a backlog of thousands then took more CPU than the engine it measures.
-        self._slots = asyncio.Semaphore(http_connections)
+        self.http = HttpClients(self.url, size=http_connections)
         self._tasks: list[asyncio.Task[Any]] = []
 
     # --- bookkeeping ---------------------------------------------------------------------------
@@ -265,9 +298,9 @@ class Drive:
 
     async def post(self, run: OrderRun) -> None:
         try:
-            async with self._slots:
+            async with self.http.lend() as http:
                 run.sent = time.perf_counter()
-                response = await self.http.post("/api/orders/execute", json=run.body)
+                response = await http.post("/api/orders/execute", json=run.body)
         except httpx.HTTPError as error:
             self._answer(run)
             run.error = f"{type(error).__name__}: {error}"[:200]
@@ -396,7 +429,8 @@ class Drive:
                 order_id = queue.get_nowait()
                 for _ in range(3):
                     try:
-                        response = await self.http.get(f"/api/orders/{order_id}")
+                        async with self.http.lend() as http:
+                            response = await http.get(f"/api/orders/{order_id}")
                     except httpx.HTTPError:
                         await asyncio.sleep(0.5)
                         continue

@@ -178,7 +178,7 @@ def main() -> int:
         (transitions, "order_to_dict", "wire + snapshot serialisation"),
         (transitions, "event_public", "wire + snapshot serialisation"),
         (transitions, "events_publish", "publish (hand-off to the publisher thread)"),
-        (transitions, "order_cache_store", "order cache write (Redis)"),
+        (transitions, "orders_cache_store", "order cache write (Redis)"),
     ):
         if not census.wrap(module, name, label):
             missing.append(f"{module.__name__}.{name}")

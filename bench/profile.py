@@ -57,7 +57,7 @@ STEPS: tuple[tuple[str, str | None, str], ...] = (
     ("  wire/snapshot serialisation", None, "engine/wire.py"),
     ("after-commit publish (events_publish)", "events_publish", "engine/events.py"),
     ("channel layer (channels_redis, any thread)", None, "channels_redis/"),
-    ("order cache write (Redis)", "order_cache_store", "engine/cache.py"),
+    ("order cache write (Redis)", "orders_cache_store", "engine/cache.py"),
     ("Celery task dispatch (apply_async)", "apply_async", "celery/app/task.py"),
     ("Celery/kombu/billiard outside the task body", None, "/celery/"),
     ("Django: Model.save", "save", "django/db/models/base.py"),

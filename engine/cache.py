@@ -21,23 +21,32 @@ def _keys(order_id: str) -> tuple[str, str]:
     return f"oe:order:{order_id}", f"oe:order:{order_id}:events"
 
 
-def order_cache_store(order: dict[str, Any], events: list[dict[str, Any]], *, live: bool) -> None:
-    doc_key, events_key = _keys(order["orderId"])
+#: One order's Redis copy to write: its document, its new events, and whether it is live (a
+#: final order's copy is dropped instead).
+CacheEntry = tuple[dict[str, Any], list[dict[str, Any]], bool]
+
+
+def orders_cache_store(entries: list[CacheEntry]) -> None:
+    """Write the orders' copies in one round trip: one pipeline, which Redis runs in order (two
+    entries of one order leave the later one)."""
     try:
         pipe = redis_client().pipeline(transaction=False)
-        if live:
-            ttl = settings.ORDER_CACHE_TTL_SECONDS
+        ttl = settings.ORDER_CACHE_TTL_SECONDS
+        for order, events, live in entries:
+            doc_key, events_key = _keys(order["orderId"])
+            if not live:
+                pipe.delete(doc_key, events_key)
+                continue
             pipe.set(doc_key, json.dumps(order, separators=(",", ":")), ex=ttl)
             if events:
                 pipe.zadd(
                     events_key, {json.dumps(e, separators=(",", ":")): e["seq"] for e in events}
                 )
             pipe.expire(events_key, ttl)
-        else:
-            pipe.delete(doc_key, events_key)
         pipe.execute()
     except redis.RedisError:
-        logger.warning("order cache write failed order=%s", order["orderId"], exc_info=True)
+        ids = ",".join(order["orderId"] for order, _, _ in entries)
+        logger.warning("order cache write failed orders=%s", ids, exc_info=True)
 
 
 def order_cache_get(order_id: str) -> dict[str, Any] | None:

@@ -57,10 +57,12 @@ def event_message(wire: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class Gathered:
     """One item for `send`, which takes a list: the items queued for one `send` while the
-    outbox was busy go out in one call, after the batch's messages (`Outbox.gather`)."""
+    outbox was busy go out in one call, after the batch's messages, or with `first` before any
+    of them (`Outbox.gather`)."""
 
     send: Callable[[list[Any]], Any]
     item: Any
+    first: bool = False
 
 
 class Outbox:
@@ -89,11 +91,14 @@ class Outbox:
         self._ensure_thread()
         self._queue.put(effect)
 
-    def gather(self, send: Callable[[list[Any]], Any], item: Any) -> None:
+    def gather(self, send: Callable[[list[Any]], Any], item: Any, *, first: bool = False) -> None:
         """Queue `item` for `send`; items queued close together go to one call of `send`, after
-        the messages queued with them (an order's dispatch after its first update)."""
+        the messages queued with them (an order's dispatch after its first update). With
+        `first`, that call comes before all the batch's messages instead: the orders' Redis
+        copies, which a client told of an update must find refreshed (one round trip for the
+        batch rather than one per order between its publishes)."""
         self._ensure_thread()
-        self._queue.put(Gathered(send, item))
+        self._queue.put(Gathered(send, item, first))
 
     def publish(self, messages: list[dict[str, Any]]) -> None:
         if messages:
@@ -119,19 +124,25 @@ class Outbox:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            # In the order queued: the caller queues an order's cache refresh before its update
-            # (a client that reads the order as soon as it hears of an update must find at least
-            # that update) and a task's dispatch after it (the worker's next update must not
-            # reach the firehose before this one). Messages queued one after another go out
-            # together.
+            # In the order queued: a task's dispatch after the update queued before it (the
+            # worker's next update must not reach the firehose before this one). Messages queued
+            # one after another go out together. The orders' cache refreshes, queued `first`,
+            # all go before the batch's first message (a client that reads the order as soon as
+            # it hears of an update must find at least that update).
+            # What must precede every message of the batch goes first, gathered.
             messages: list[dict[str, Any]] = []
             gathered: dict[Callable[[list[Any]], Any], list[Any]] = {}
+            for entry in batch:
+                if isinstance(entry, Gathered) and entry.first:
+                    gathered.setdefault(entry.send, []).append(entry.item)
+            self._send_gathered(gathered)
             for entry in batch:
                 if isinstance(entry, list):
                     messages += entry
                     continue
                 if isinstance(entry, Gathered):
-                    gathered.setdefault(entry.send, []).append(entry.item)
+                    if not entry.first:
+                        gathered.setdefault(entry.send, []).append(entry.item)
                     continue
                 if messages:
                     self._send(messages)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from config.sql import column_list, db_values, mark_saved, placeholders
-from engine.cache import order_cache_store
+from engine.cache import orders_cache_store
 from engine.errors import IllegalTransition
 from engine.events import event_message, outbox
 from engine.rows import event_fields
@@ -130,13 +129,10 @@ def events_announce(order: Order, events: list[OrderEvent]) -> None:
     """After the commit, on the outbox thread: refresh the order's Redis copy, then publish
     the events (a client told of an update can read at least that update)."""
     messages = [event_message(event_to_wire(e)) for e in events]
-    live = not order_is_final(order)
-    refresh = partial(
-        order_cache_store, order_to_dict(order), [event_public(e) for e in events], live=live
-    )
+    copy = (order_to_dict(order), [event_public(e) for e in events], not order_is_final(order))
 
     def after_commit() -> None:
-        outbox.run(refresh)
+        outbox.gather(orders_cache_store, copy, first=True)
         outbox.publish(messages)
 
     transaction.on_commit(after_commit)

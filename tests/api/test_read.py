@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 
-from engine.cache import order_cache_get
+from engine.cache import order_cache_get, orders_cache_store
 from engine.events import outbox
 from orders.models import Order, OrderStatus
 from tests.engine.test_pipeline import run_to_end
@@ -40,6 +40,28 @@ def test_a_live_order_is_served_from_the_cache_and_a_finished_one_from_postgres(
     outbox.flush()
     assert order_cache_get(str(order.pk)) is None
     assert api.get(f"/api/orders/{order.pk}").json()["status"] == "confirmed"
+
+
+def test_one_cache_write_holds_several_orders_and_leaves_each_as_last_written() -> None:
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def event(order_id: str, seq: int, status: str) -> dict[str, object]:
+        return {"orderId": order_id, "seq": seq, "status": status}
+
+    orders_cache_store(
+        [
+            ({"orderId": a, "status": "pending"}, [event(a, 1, "pending")], True),
+            ({"orderId": b, "status": "pending"}, [event(b, 1, "pending")], True),
+            ({"orderId": a, "status": "routing"}, [event(a, 2, "routing")], True),
+        ]
+    )
+    cached = order_cache_get(a)
+    assert cached is not None and cached["status"] == "routing"
+    assert [e["seq"] for e in cached["events"]] == [1, 2]
+    assert order_cache_get(b) is not None
+    # A final order's copy is dropped, in the same kind of write.
+    orders_cache_store([({"orderId": b, "status": "confirmed"}, [event(b, 2, "confirmed")], False)])
+    assert order_cache_get(b) is None and order_cache_get(a) is not None
 
 
 def test_the_list_is_newest_first_paginated_filtered_and_carries_metrics(api, submit) -> None:

@@ -29,13 +29,13 @@ pytestmark = [
 
 
 async def test_an_update_is_published_only_after_the_order_cache_shows_it(monkeypatch) -> None:
-    real_store = engine.transitions.order_cache_store
+    real_store = engine.transitions.orders_cache_store
 
     def slow_store(*args: Any, **kwargs: Any) -> None:
         time.sleep(0.2)  # a slow Redis round trip
         real_store(*args, **kwargs)
 
-    monkeypatch.setattr(engine.transitions, "order_cache_store", slow_store)
+    monkeypatch.setattr(engine.transitions, "orders_cache_store", slow_store)
     order, _ = await database_sync_to_async(order_submit)(
         request=OrderRequest(
             wallet_address=make_wallet(6),

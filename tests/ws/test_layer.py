@@ -236,6 +236,31 @@ async def test_the_outbox_gathers_items_queued_together_into_one_call(done: list
     assert done == ["dispatch d"]
 
 
+async def test_refreshes_queued_first_go_out_in_one_call_before_the_batchs_updates(
+    done: list[str],
+) -> None:
+    """The orders' cache refreshes (gathered `first`) queued while the outbox is busy are written
+    in one call before any update of the batch is published, whatever order they came in; the
+    dispatches still follow the updates queued before them."""
+
+    def refresh(ids: list[str]) -> None:
+        done.append(f"refresh {','.join(ids)}")
+
+    def dispatch(ids: list[str]) -> None:
+        done.append(f"dispatch {','.join(ids)}")
+
+    busy, release = threading.Event(), threading.Event()
+    outbox.run(lambda: (busy.set(), release.wait(10)))
+    assert await asyncio.to_thread(busy.wait, 10)
+    for seq, order_id in ((1, "a"), (2, "b"), (3, "a")):
+        outbox.gather(refresh, f"{order_id}{seq}", first=True)
+        outbox.publish([{"type": "order.update", "order_id": order_id, "seq": seq}])
+        outbox.gather(dispatch, order_id)
+    release.set()
+    await asyncio.to_thread(outbox.flush)
+    assert done == ["refresh a1,b2,a3", "publish 1", "publish 2", "publish 3", "dispatch a,b,a"]
+
+
 # --- WebSocket clients on the pub/sub layer -----------------------------------------------------
 
 

@@ -128,6 +128,14 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
 
+def until(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
+    """Wait for `predicate` to hold (a real process's log line, an order's status)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
 def service_env(**extra: str) -> dict[str, str]:
     """The environment for a daphne / celery process that shares this test run's databases."""
     db = connection.settings_dict

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import gc
 import re
-import time
 import weakref
 
 import httpx
 import pytest
 
 from config.heap import heap_freeze
-from tests.conftest import make_wallet
+from tests.conftest import until
 
 
 class Node:
@@ -39,22 +38,17 @@ def test_frozen_objects_leave_the_collector_and_later_cycles_are_still_collected
         gc.unfreeze()
 
 
-def _until(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def _frozen(log: str, process: str) -> list[int]:
     return [int(n) for n in re.findall(rf"{process}: (\d+) startup objects frozen", log)]
 
 
 @pytest.mark.e2e
-def test_the_web_the_worker_and_each_pool_process_freeze_then_execute_an_order(services) -> None:
+def test_the_web_the_worker_and_each_pool_process_freeze_then_execute_an_order(
+    services, order_payload
+) -> None:
     web, port = services("daphne")
     worker = services("worker", name="heap", concurrency=2)
-    _until(lambda: len(_frozen(worker.log(), "worker pool process")) == 2)
+    until(lambda: len(_frozen(worker.log(), "worker pool process")) == 2, 60)
 
     [in_web] = _frozen(web.log(), "web")
     [in_worker] = _frozen(worker.log(), "worker")
@@ -65,13 +59,5 @@ def test_the_web_the_worker_and_each_pool_process_freeze_then_execute_an_order(s
     assert all(n >= in_worker for n in in_pool), (in_worker, in_pool)
 
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-        order_id = client.post(
-            "/api/orders/execute",
-            json={
-                "walletAddress": make_wallet(71),
-                "tokenIn": "SOL",
-                "tokenOut": "USDC",
-                "amountIn": "0.5",
-            },
-        ).json()["orderId"]
-        _until(lambda: client.get(f"/api/orders/{order_id}").json()["status"] == "confirmed")
+        order_id = client.post("/api/orders/execute", json=order_payload).json()["orderId"]
+        until(lambda: client.get(f"/api/orders/{order_id}").json()["status"] == "confirmed", 60)

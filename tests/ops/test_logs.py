@@ -5,21 +5,13 @@ line per routing decision."""
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
 import pytest
 
-from tests.conftest import make_wallet
+from tests.conftest import make_wallet, until
 
 pytestmark = pytest.mark.e2e
-
-
-def _until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_one_line_per_transition_and_routing_decision_in_web_and_worker(services) -> None:
@@ -47,8 +39,8 @@ def test_one_line_per_transition_and_routing_decision_in_web_and_worker(services
             },
         ).json()["orderId"]
         assert client.post(f"/api/orders/{waiting}/cancel").status_code == 200
-        _until(lambda: client.get(f"/api/orders/{market}").json().get("status") == "confirmed")
-    _until(lambda: f"order={market} seq=5 submitted->confirmed" in worker.log())
+        until(lambda: client.get(f"/api/orders/{market}").json().get("status") == "confirmed")
+    until(lambda: f"order={market} seq=5 submitted->confirmed" in worker.log())
 
     web_log, worker_log = web.log(), worker.log()
     # The web process: one line per submission, and the transition it made itself (a cancel).

@@ -129,7 +129,6 @@ class Outbox:
             # one after another go out together. The orders' cache refreshes, queued `first`,
             # all go before the batch's first message (a client that reads the order as soon as
             # it hears of an update must find at least that update).
-            # What must precede every message of the batch goes first, gathered.
             messages: list[dict[str, Any]] = []
             gathered: dict[Callable[[list[Any]], Any], list[Any]] = {}
             for entry in batch:

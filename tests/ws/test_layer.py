@@ -10,7 +10,7 @@ import asyncio
 import json
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -197,12 +197,24 @@ def done(monkeypatch) -> list[str]:
     return done
 
 
+async def outbox_held() -> threading.Event:
+    """Keep the outbox thread busy until the returned event is set: what is queued meanwhile
+    goes out as one batch."""
+    busy, release = threading.Event(), threading.Event()
+    outbox.run(lambda: (busy.set(), release.wait(10)))
+    assert await asyncio.to_thread(busy.wait, 10)
+    return release
+
+
+def recorder(done: list[str], label: str) -> Callable[[list[str]], None]:
+    """A gathered `send` that records each call as `<label> <item>,<item>…`."""
+    return lambda items: done.append(f"{label} {','.join(items)}")
+
+
 async def test_the_outbox_runs_what_was_queued_in_the_order_queued(done: list[str]) -> None:
     """A task dispatched after an update was queued must not leave before that update: the
     worker's next update would otherwise reach the firehose first (`routing` before `pending`)."""
-    busy, release = threading.Event(), threading.Event()
-    outbox.run(lambda: (busy.set(), release.wait(10)))  # everything below waits in one batch
-    assert await asyncio.to_thread(busy.wait, 10)
+    release = await outbox_held()  # everything below waits in one batch
     outbox.run(lambda: done.append("refresh 1"))
     outbox.publish([{"type": "order.update", "order_id": "a", "seq": 1}])
     outbox.run(lambda: done.append("dispatch"))
@@ -216,13 +228,8 @@ async def test_the_outbox_runs_what_was_queued_in_the_order_queued(done: list[st
 async def test_the_outbox_gathers_items_queued_together_into_one_call(done: list[str]) -> None:
     """Dispatches queued while the outbox is busy go out in one call (one broker message for
     many orders), after the updates queued with them; a flush waits for them too."""
-
-    def dispatch(ids: list[str]) -> None:
-        done.append(f"dispatch {','.join(ids)}")
-
-    busy, release = threading.Event(), threading.Event()
-    outbox.run(lambda: (busy.set(), release.wait(10)))
-    assert await asyncio.to_thread(busy.wait, 10)
+    dispatch = recorder(done, "dispatch")
+    release = await outbox_held()
     for seq, order_id in ((1, "a"), (2, "b"), (3, "c")):
         outbox.publish([{"type": "order.update", "order_id": order_id, "seq": seq}])
         outbox.gather(dispatch, order_id)
@@ -242,16 +249,9 @@ async def test_refreshes_queued_first_go_out_in_one_call_before_the_batchs_updat
     """The orders' cache refreshes (gathered `first`) queued while the outbox is busy are written
     in one call before any update of the batch is published, whatever order they came in; the
     dispatches still follow the updates queued before them."""
-
-    def refresh(ids: list[str]) -> None:
-        done.append(f"refresh {','.join(ids)}")
-
-    def dispatch(ids: list[str]) -> None:
-        done.append(f"dispatch {','.join(ids)}")
-
-    busy, release = threading.Event(), threading.Event()
-    outbox.run(lambda: (busy.set(), release.wait(10)))
-    assert await asyncio.to_thread(busy.wait, 10)
+    refresh = recorder(done, "refresh")
+    dispatch = recorder(done, "dispatch")
+    release = await outbox_held()
     for seq, order_id in ((1, "a"), (2, "b"), (3, "a")):
         outbox.gather(refresh, f"{order_id}{seq}", first=True)
         outbox.publish([{"type": "order.update", "order_id": order_id, "seq": seq}])

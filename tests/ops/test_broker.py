@@ -1,0 +1,75 @@
+"""The broker transport (config.broker): kombu's Redis transport with one Redis client per
+channel instead of one per publish and acknowledgement, against the real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kombu import Exchange, Producer, Queue
+
+from config.broker import Channel
+from config.celery import app
+
+
+@pytest.fixture
+def channel() -> Iterator[Any]:
+    with app.connection_for_write() as connection:
+        yield connection.default_channel
+
+
+@pytest.fixture
+def built(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every Redis client the channels build from now on."""
+    clients: list[Any] = []
+    original = Channel._create_client
+
+    def create(self: Channel, asynchronous: bool = False) -> Any:
+        client = original(self, asynchronous)
+        if not asynchronous:
+            clients.append(client)
+        return client
+
+    monkeypatch.setattr(Channel, "_create_client", create)
+    return clients
+
+
+def test_the_celery_app_uses_it_for_a_redis_broker(channel: Any) -> None:
+    assert isinstance(channel, Channel)
+
+
+def test_messages_published_and_consumed_share_one_client(channel: Any, built: list[Any]) -> None:
+    queue = Queue("oe-test-broker", Exchange("oe-test-broker"), routing_key="oe-test-broker")
+    bound = queue(channel)
+    bound.declare()
+    try:
+        producer = Producer(channel)
+        for n in range(20):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key="oe-test-broker")
+        received = []
+        while (message := bound.get(no_ack=False)) is not None:
+            received.append(message.payload["n"])
+            message.ack()
+        assert received == list(range(20))
+        assert len(built) == 1  # not one per publish, get and acknowledgement
+    finally:
+        bound.delete()
+
+
+def test_a_new_pool_gets_a_new_client(channel: Any, built: list[Any]) -> None:
+    with channel.conn_or_acquire() as first:
+        assert first.ping()
+    channel._disconnect_pools()  # what kombu does after a connection error
+    with channel.conn_or_acquire() as second:
+        assert second.ping()
+    assert second is not first
+    assert second.connection_pool is channel.pool
+    assert built == [first, second]
+
+
+def test_a_client_given_is_used_as_is(channel: Any, built: list[Any]) -> None:
+    given = object()
+    with channel.conn_or_acquire(given) as client:
+        assert client is given
+    assert built == []

@@ -40,7 +40,7 @@ from dex.types import (
 )
 from engine.formatting import decimal_str, iso
 from engine.ratelimit import rate_reserve
-from engine.rows import order_load
+from engine.rows import order_load, order_relock
 from engine.transitions import Step, order_transition, order_transitions
 from orders.models import Order, OrderStatus, OrderType
 
@@ -113,7 +113,7 @@ def _when_due(order: Order, *, reserve_slot: bool, wait: bool) -> Outcome | None
         run_at = now + timedelta(seconds=wait)
         claimed = Order.objects.filter(
             pk=order.pk, status=order.status, next_attempt_at__isnull=True
-        ).update(next_attempt_at=run_at)
+        ).update(next_attempt_at=run_at, updated_at=now)  # update() skips auto_now
         return Outcome(run_at=run_at, reason="rate limit") if claimed else Outcome(run_at=now)
     if order.next_attempt_at - now > EARLY_TOLERANCE:
         return DONE  # a duplicate delivery: the scheduled one will come
@@ -122,7 +122,7 @@ def _when_due(order: Order, *, reserve_slot: bool, wait: bool) -> Outcome | None
 
 def _locked(order: Order, *, status: str, attempts: int | None = None) -> Order | None:
     """The order's row, locked, if it is still where this step found it."""
-    locked = order_load(order.pk, lock=True)
+    locked = order_relock(order)
     if (
         locked is None
         or locked.status != status

@@ -8,7 +8,10 @@ that was a fifth of its CPU. A client holds no connection of its own (each comma
 from the pool), so one per channel serves every caller, across threads too. It is built again
 when the channel replaces its pool (after a connection error kombu drops the pools).
 
-`CELERY_BROKER_TRANSPORT` names this class; the broker URL stays `redis://…`.
+`use_for_redis_urls()` (config.celery calls it) makes kombu's `redis` scheme name this class, so
+the broker URL stays `redis://…` everywhere it is shown or read: naming the class in
+`broker_transport` instead turns the connection's URL into `config.broker:Transport://…`, whose
+scheme Flower does not know, and its broker page and queue lengths answer 404.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from kombu import transport
 from kombu.transport import redis
 
 
@@ -36,3 +40,11 @@ class Channel(redis.Channel):
 
 class Transport(redis.Transport):
     Channel = Channel
+
+
+def use_for_redis_urls() -> None:
+    """`redis://` broker URLs get this transport; `rediss://` and other schemes keep kombu's."""
+    name = f"{__name__}:{Transport.__name__}"
+    if transport.TRANSPORT_ALIASES.get("redis") != name:
+        transport.TRANSPORT_ALIASES["redis"] = name
+        transport._transport_cache.pop("redis", None)  # resolved before, by kombu's name

@@ -5,7 +5,11 @@ import os
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 
+from config.broker import use_for_redis_urls
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# redis:// brokers through kombu's Redis transport with one Redis client per channel
+use_for_redis_urls()
 
 app = Celery("orderengine")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -183,10 +183,6 @@ CHANNEL_LAYERS = {
 }
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
-# kombu's Redis transport, reusing its Redis client (config/broker.py says why); another
-# broker (rediss://, amqp://) gets kombu's own transport for its scheme.
-if CELERY_BROKER_URL.startswith("redis://"):
-    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from kombu import Exchange, Producer, Queue
+from kombu.transport import get_transport_cls, redis
 
-from config.broker import Channel
+from config.broker import Channel, Transport
 from config.celery import app
 
 
@@ -37,6 +38,13 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 def test_the_celery_app_uses_it_for_a_redis_broker(channel: Any) -> None:
     assert isinstance(channel, Channel)
+    # the URL keeps its scheme: Flower picks its broker client by it (tests/ops/test_flower.py)
+    assert channel.connection.client.as_uri().startswith("redis://")
+
+
+def test_other_schemes_keep_kombus_transports() -> None:
+    assert get_transport_cls("rediss") is redis.Transport
+    assert get_transport_cls("amqp") is not Transport
 
 
 def test_messages_published_and_consumed_share_one_client(channel: Any, built: list[Any]) -> None:

@@ -1,5 +1,6 @@
 """Flower as `make run` and Compose start it: against a real worker on this test's Redis, behind
-basic auth. It finds the worker through its API, and refuses anyone without the password."""
+basic auth. It finds the worker through its API, reads the queues' lengths from the broker, and
+refuses anyone without the password."""
 
 from __future__ import annotations
 
@@ -61,6 +62,11 @@ def test_flower_finds_the_worker_and_asks_for_the_password(services, flower: int
     worker = workers[names[0]]
     assert "engine.execute_order" in worker.get("registered", []), worker.keys()
     assert "orders" in [q["name"] for q in worker.get("active_queues", [])]
+    # the broker page and its queue lengths read Redis through the broker URL's scheme
+    lengths = httpx.get(f"{base}/api/queues/length", auth=(USER, PASSWORD))
+    assert lengths.status_code == 200, lengths.text
+    assert "orders" in [q["name"] for q in lengths.json()["active_queues"]]
+    assert httpx.get(f"{base}/broker", auth=(USER, PASSWORD)).status_code == 200
 
     assert httpx.get(f"{base}/api/workers").status_code == 401
     assert httpx.get(f"{base}/api/workers", auth=(USER, "wrong")).status_code == 401

@@ -48,6 +48,15 @@ def mark_saved(instances: Iterable[Model], connection: BaseDatabaseWrapper) -> N
         instance._state.db = connection.alias
 
 
+def require_transaction(connection: BaseDatabaseWrapper) -> None:
+    """What `select_for_update()` says outside a transaction: a row lock that ends with its own
+    statement is no lock."""
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(
+            "select_for_update cannot be used outside of a transaction."
+        )
+
+
 # --- loading one row -----------------------------------------------------------------------------
 
 #: (model, field name, lock) → (SQL, attribute names, converters by column) as the ORM compiled
@@ -84,10 +93,8 @@ def row_load(model: type[Model], field: str, value: Any, *, lock: bool = False) 
     compiled = _loads[key]
     if compiled is None:
         return queryset().first()
-    if lock and not connection.in_atomic_block:
-        raise transaction.TransactionManagementError(
-            "select_for_update cannot be used outside of a transaction."
-        )
+    if lock:
+        require_transaction(connection)
     sql, names, converters = compiled
     with connection.cursor() as cursor:
         cursor.execute(sql, [target.get_db_prep_value(value, connection)])

@@ -11,10 +11,9 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Q
-from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from config.sql import row_update
+from config.sql import require_transaction, row_update
 from dex import meteora, models
 
 _FIELDS = (
@@ -169,10 +168,8 @@ def _load_cached(
         _compiled[shape] = sql
     if sql is None:
         return _load(queryset(), lock=lock)
-    if lock and not transaction.get_connection().in_atomic_block:
-        raise TransactionManagementError(
-            "select_for_update cannot be used outside of a transaction."
-        )
+    if lock:
+        require_transaction(transaction.get_connection())
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Field
 
-from config.sql import row_load
+from config.sql import require_transaction, row_load
 from orders.models import Order, OrderEvent
 
 
@@ -32,6 +32,17 @@ def order_load(order_id: Any, *, lock: bool = False) -> Order | None:
     return order
 
 
+@cache
+def _relock_sql() -> str:
+    quote = transaction.get_connection().ops.quote_name
+    meta = Order._meta
+    return (
+        f"SELECT {quote(meta.get_field('last_seq').column)}, "
+        f"{quote(meta.get_field('updated_at').column)} FROM {quote(meta.db_table)} "
+        f"WHERE {quote(meta.pk.column)} = %s FOR UPDATE"
+    )
+
+
 def order_relock(order: Order) -> Order | None:
     """The order's row locked (`SELECT … FOR UPDATE`, inside the caller's transaction): `order`
     itself if the row is still the version it was read at, else the row read again. None if the
@@ -41,19 +52,9 @@ def order_relock(order: Order) -> Order | None:
     row whose two match `order`'s holds what `order` holds: the pipeline locks an order it
     has just read or just written without reading its 30 columns and their JSON again."""
     connection = transaction.get_connection()
-    if not connection.in_atomic_block:  # a lock that ends with its statement is no lock
-        raise transaction.TransactionManagementError(
-            "select_for_update cannot be used outside of a transaction."
-        )
-    quote = connection.ops.quote_name
-    meta = Order._meta
+    require_transaction(connection)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {quote(meta.get_field('last_seq').column)}, "
-            f"{quote(meta.get_field('updated_at').column)} FROM {quote(meta.db_table)} "
-            f"WHERE {quote(meta.pk.column)} = %s FOR UPDATE",
-            [meta.pk.get_db_prep_value(order.pk, connection)],
-        )
+        cursor.execute(_relock_sql(), [Order._meta.pk.get_db_prep_value(order.pk, connection)])
         row = cursor.fetchone()
     if row is None:
         return None

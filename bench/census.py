@@ -237,8 +237,9 @@ def main() -> int:
         print(f"\n(not in this version of the engine: {', '.join(missing)})")
     print(
         f"\nCPU per order: {thread_cpu * 1000 / n:.3f} ms in the calling thread, "
-        f"{(process_cpu - thread_cpu) * 1000 / n:.3f} ms in other threads (the event "
-        f"publisher's loop: channel-layer sends), {process_cpu * 1000 / n:.3f} ms in all."
+        f"{(process_cpu - thread_cpu) * 1000 / n:.3f} ms in other threads (the outbox "
+        "thread: the orders' Redis copies and channel-layer sends), "
+        f"{process_cpu * 1000 / n:.3f} ms in all."
     )
     if profiler:
         stats = pstats.Stats(profiler, stream=sys.stdout)

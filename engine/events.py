@@ -3,8 +3,10 @@ order refreshed, tasks dispatched.
 
 None of it may slow the request or the pipeline step that caused it, and none of it may happen
 before the commit. So each process has one daemon thread, the *outbox*, that runs these side
-effects in the order they were committed. It owns an event loop for the channel layer, which
-keeps its Redis connections open instead of opening new ones per event.
+effects in the order they were committed. On the pub/sub channel layer it publishes with
+synchronous Redis clients of its own (`PubSubChannelLayer.group_send_blocking`); on another
+layer it runs an event loop of its own. Either way it keeps its Redis connections open instead
+of opening new ones per event.
 
 All of it is best effort by design: PostgreSQL is the truth. A lost publish is healed by the
 WebSocket replay, a lost cache write by the read-through to PostgreSQL, a lost dispatch by the
@@ -32,7 +34,9 @@ from channels_redis.pubsub import (
     RedisPubSubLoopLayer,
     RedisSingleShardConnection,
 )
-from channels_redis.utils import _wrap_close, decode_hosts
+from channels_redis.utils import _consistent_hash, _wrap_close, decode_hosts
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
@@ -170,12 +174,12 @@ class Outbox:
     def _send(self, messages: list[dict[str, Any]]) -> None:
         assert self._loop is not None
         try:
-            self._loop.run_until_complete(_send_all(messages))
+            _send_all(messages, self._loop)
         except Exception:
             logger.warning("publishing %d events failed", len(messages), exc_info=True)
 
 
-async def _send_all(messages: list[dict[str, Any]]) -> None:
+def _send_all(messages: list[dict[str, Any]], loop: asyncio.AbstractEventLoop) -> None:
     """Send in commit order: per order (the consumers' seq check relies on it) and across
     orders too, so the firehose shows this process's events as they happened."""
     layer = get_channel_layer()
@@ -184,8 +188,15 @@ async def _send_all(messages: list[dict[str, Any]]) -> None:
         sends = []
         for message in messages:
             sends += [(order_group(message["order_id"]), message), (FIREHOSE_GROUP, message)]
-        await layer.group_send_many(sends)
+        if layer.can_send_blocking:  # from this thread: no event loop to run per batch
+            layer.group_send_blocking(sends)
+        else:
+            loop.run_until_complete(layer.group_send_many(sends))
         return
+    loop.run_until_complete(_send_each(layer, messages))
+
+
+async def _send_each(layer: Any, messages: list[dict[str, Any]]) -> None:
     for message in messages:  # another layer: an event's two groups at once, events in order
         await asyncio.gather(
             layer.group_send(order_group(message["order_id"]), message),
@@ -217,7 +228,8 @@ def events_publish(wires: Iterable[dict[str, Any]]) -> None:
 #   process is sent `layer.resync` once they are, so it reads what it missed from PostgreSQL
 #   (pub/sub keeps nothing for a disconnected subscriber). One warning when the connection is
 #   lost, one line when it is back, instead of a traceback a second.
-# - `group_send_many`: many group messages in one pipeline, in order (the outbox's batches).
+# - `group_send_many`: many group messages in one pipeline, in order (the outbox's batches), and
+#   `group_send_blocking`, the same from a thread with no event loop, on synchronous clients.
 
 RESYNC = {"type": "layer.resync"}
 SUBSCRIBE_CONFIRM_TIMEOUT = 5.0
@@ -388,6 +400,9 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
         kwargs["prefix"] = f"{kwargs.get('prefix', 'asgi')}:{_redis_db(hosts[0])}:"
         super().__init__(*args, **kwargs)
         self.prefix: str = kwargs["prefix"]  # every channel and group of this layer starts so
+        self._hosts = hosts
+        self._blocking_clients: dict[int, redis.Redis] = {}
+        self._blocking_pid: int | None = None
 
     def _get_layer(self) -> _LoopLayer:
         loop = asyncio.get_running_loop()
@@ -402,6 +417,52 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
     async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
         """Send each (group, message) in order, in one round trip to Redis."""
         await self._get_layer().group_send_many(sends)
+
+    @property
+    def can_send_blocking(self) -> bool:
+        """Whether `group_send_blocking` can reach the hosts (not through a Sentinel)."""
+        return all("master_name" not in host for host in self._hosts)
+
+    def group_send_blocking(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        """`group_send_many` from a thread with no event loop, on a synchronous Redis client
+        per host: the same PUBLISHes, in order, in one pipeline per host.
+
+        The outbox thread publishes every committed batch; running an event loop for each cost
+        it more CPU than the PUBLISHes themselves."""
+        by_host: dict[int, list[tuple[str, bytes]]] = {}
+        for group, message in sends:
+            channel = f"{self.prefix}__group__{group}"  # RedisPubSubLoopLayer's group channel
+            host = _consistent_hash(channel, len(self._hosts))
+            by_host.setdefault(host, []).append((channel, self.serialize(message)))
+        for host, items in by_host.items():
+            pipe = self._blocking_client(host).pipeline(transaction=False)
+            for channel, data in items:
+                pipe.publish(channel, data)
+            pipe.execute()
+
+    def _blocking_client(self, index: int) -> redis.Redis:
+        if self._blocking_pid != os.getpid():  # forked: the parent's connections are not ours
+            self._blocking_clients = {}
+            self._blocking_pid = os.getpid()
+        client = self._blocking_clients.get(index)
+        if client is None:
+            host = dict(self._hosts[index])
+            # No wait without a bound, as the event loop's PUBLISH_TIMEOUT bounds the other path.
+            host["socket_timeout"] = PUBLISH_TIMEOUT
+            host.setdefault("socket_connect_timeout", PUBLISH_TIMEOUT)
+            # A connection that breaks during a send (Redis restarting) is dropped and the send
+            # tried once more, at once, on a new one (publishing twice is harmless: consumers
+            # forward each seq once). No backoff: while Redis is down the outbox must not stall.
+            host["retry"] = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+            address = host.pop("address", None)
+            pool = (
+                redis.ConnectionPool.from_url(address, **host)
+                if address is not None
+                else redis.ConnectionPool(**host)
+            )
+            client = redis.Redis(connection_pool=pool)
+            self._blocking_clients[index] = client
+        return client
 
     def group_sizes(self) -> dict[str, int]:
         """The groups this process (this event loop) has joined, with how many of its channels

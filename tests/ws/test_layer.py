@@ -147,6 +147,71 @@ async def test_a_batch_of_group_messages_arrives_in_order() -> None:
     await publisher.flush()
 
 
+def _listen(url: str, group: str) -> redis.client.PubSub:
+    listener = redis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(f"{PREFIX}:{url.rsplit('/', 1)[-1]}:__group__{group}")
+    listener.get_message(timeout=5)  # the confirmation
+    return listener
+
+
+def _heard(listener: redis.client.PubSub, layer: PubSubChannelLayer, n: int) -> list[Any]:
+    heard = []
+    while len(heard) < n:
+        message = listener.get_message(timeout=10)
+        assert message is not None, f"heard {len(heard)} of {n}"
+        heard.append(layer.deserialize(message["data"]))
+    return heard
+
+
+async def test_a_batch_sent_from_a_thread_without_an_event_loop_arrives_in_order() -> None:
+    """`group_send_blocking`, as the outbox thread sends: the same PUBLISHes as
+    `group_send_many`, heard by the layer's consumers in the order sent."""
+    layer, publisher = make_layer(settings.REDIS_URL), make_layer(settings.REDIS_URL)
+    assert publisher.can_send_blocking
+    order_channel, firehose_channel = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add(order_group("a"), order_channel)
+    await layer.group_add(FIREHOSE_GROUP, firehose_channel)
+    sends = []
+    for seq in range(1, 201):
+        message = {"type": "order.update", "order_id": "a", "seq": seq}
+        sends += [(order_group("a"), message), (FIREHOSE_GROUP, message)]
+    await asyncio.to_thread(publisher.group_send_blocking, sends)
+    for channel in (order_channel, firehose_channel):
+        seqs = [(await asyncio.wait_for(layer.receive(channel), 10))["seq"] for _ in range(200)]
+        assert seqs == list(range(1, 201))
+    await layer.flush()
+
+
+async def test_a_blocking_send_after_a_redis_restart_connects_again(
+    private_redis: PrivateRedis,
+) -> None:
+    """The pooled connection died with the server: the next send connects afresh."""
+    publisher = make_layer(private_redis.url)
+    publisher.group_send_blocking([(FIREHOSE_GROUP, {"type": "order.update", "seq": 1})])
+    private_redis.kill()
+    private_redis.start()
+    listener = _listen(private_redis.url, FIREHOSE_GROUP)
+    publisher.group_send_blocking([(FIREHOSE_GROUP, {"type": "order.update", "seq": 2})])
+    assert [m["seq"] for m in _heard(listener, publisher, 1)] == [2]
+    listener.close()
+
+
+async def test_a_forked_process_sends_on_connections_of_its_own(monkeypatch) -> None:
+    publisher = make_layer(settings.REDIS_URL)
+    publisher.group_send_blocking([(FIREHOSE_GROUP, {"type": "order.update", "seq": 1})])
+    parent = publisher._blocking_client(0)
+    assert publisher._blocking_client(0) is parent
+    monkeypatch.setattr(engine.events.os, "getpid", lambda: -1)
+    assert publisher._blocking_client(0) is not parent
+
+
+async def test_a_layer_behind_a_sentinel_sends_through_its_event_loop() -> None:
+    layer = PubSubChannelLayer(
+        hosts=[{"master_name": "main", "sentinels": [("127.0.0.1", 26379)]}], prefix=PREFIX
+    )
+    assert not layer.can_send_blocking
+
+
 # --- the outbox, on either layer ----------------------------------------------------------------
 
 
@@ -182,6 +247,22 @@ async def test_the_outbox_publishes_a_batch_in_commit_order(any_layer: str) -> N
     await layer.group_discard(FIREHOSE_GROUP, firehose)
 
 
+async def test_the_outbox_publishes_without_an_event_loop(pubsub, monkeypatch) -> None:
+    """On the pub/sub layer the outbox thread publishes with `group_send_blocking`, not by
+    running its event loop for `group_send_many` (which would fail here)."""
+
+    async def refused(self: PubSubChannelLayer, sends: Any) -> None:
+        raise AssertionError("group_send_many was used")
+
+    monkeypatch.setattr(PubSubChannelLayer, "group_send_many", refused)
+    listener = await asyncio.to_thread(_listen, settings.REDIS_URL, order_group("a"))
+    outbox.publish([{"type": "order.update", "order_id": "a", "seq": s} for s in (1, 2, 3)])
+    await asyncio.to_thread(outbox.flush)
+    heard = await asyncio.to_thread(_heard, listener, channel_layers["default"], 3)
+    assert [m["seq"] for m in heard] == [1, 2, 3]
+    listener.close()
+
+
 @pytest.fixture
 def done(monkeypatch) -> list[str]:
     """What the outbox did, in order: `publish <seq>` for each update it published, and whatever
@@ -189,8 +270,8 @@ def done(monkeypatch) -> list[str]:
     done: list[str] = []
     real_send_all = engine.events._send_all
 
-    async def recording_send_all(messages: list[dict[str, Any]]) -> None:
-        await real_send_all(messages)
+    def recording_send_all(messages: list[dict[str, Any]], loop: Any) -> None:
+        real_send_all(messages, loop)
         done.extend(f"publish {m['seq']}" for m in messages)
 
     monkeypatch.setattr(engine.events, "_send_all", recording_send_all)

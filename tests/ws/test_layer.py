@@ -130,7 +130,10 @@ async def test_another_database_on_the_same_server_is_not_heard() -> None:
     await neighbour.flush()
 
 
-async def test_a_batch_of_group_messages_arrives_in_order() -> None:
+@pytest.mark.parametrize("sender", ["event loop", "thread"])
+async def test_a_batch_of_group_messages_arrives_in_order(sender: str) -> None:
+    """Sent with `group_send_many` on an event loop, or with `group_send_blocking` from a thread
+    with none (as the outbox thread sends): the same PUBLISHes, heard in the order sent."""
     layer, publisher = make_layer(settings.REDIS_URL), make_layer(settings.REDIS_URL)
     order_channel, firehose_channel = await layer.new_channel(), await layer.new_channel()
     await layer.group_add(order_group("a"), order_channel)
@@ -139,7 +142,11 @@ async def test_a_batch_of_group_messages_arrives_in_order() -> None:
     for seq in range(1, 201):
         message = {"type": "order.update", "order_id": "a", "seq": seq}
         sends += [(order_group("a"), message), (FIREHOSE_GROUP, message)]
-    await publisher.group_send_many(sends)
+    if sender == "thread":
+        assert publisher.can_send_blocking
+        await asyncio.to_thread(publisher.group_send_blocking, sends)
+    else:
+        await publisher.group_send_many(sends)
     for channel in (order_channel, firehose_channel):
         seqs = [(await asyncio.wait_for(layer.receive(channel), 10))["seq"] for _ in range(200)]
         assert seqs == list(range(1, 201))
@@ -161,25 +168,6 @@ def _heard(listener: redis.client.PubSub, layer: PubSubChannelLayer, n: int) -> 
         assert message is not None, f"heard {len(heard)} of {n}"
         heard.append(layer.deserialize(message["data"]))
     return heard
-
-
-async def test_a_batch_sent_from_a_thread_without_an_event_loop_arrives_in_order() -> None:
-    """`group_send_blocking`, as the outbox thread sends: the same PUBLISHes as
-    `group_send_many`, heard by the layer's consumers in the order sent."""
-    layer, publisher = make_layer(settings.REDIS_URL), make_layer(settings.REDIS_URL)
-    assert publisher.can_send_blocking
-    order_channel, firehose_channel = await layer.new_channel(), await layer.new_channel()
-    await layer.group_add(order_group("a"), order_channel)
-    await layer.group_add(FIREHOSE_GROUP, firehose_channel)
-    sends = []
-    for seq in range(1, 201):
-        message = {"type": "order.update", "order_id": "a", "seq": seq}
-        sends += [(order_group("a"), message), (FIREHOSE_GROUP, message)]
-    await asyncio.to_thread(publisher.group_send_blocking, sends)
-    for channel in (order_channel, firehose_channel):
-        seqs = [(await asyncio.wait_for(layer.receive(channel), 10))["seq"] for _ in range(200)]
-        assert seqs == list(range(1, 201))
-    await layer.flush()
 
 
 async def test_a_blocking_send_after_a_redis_restart_connects_again(

@@ -59,6 +59,11 @@ def parser() -> argparse.ArgumentParser:
         choices=("ws", "http"),
         help="read every order back by WebSocket replay (default) or GET /api/orders/<id>",
     )
+    p.add_argument(
+        "--deliveries",
+        metavar="PATH",
+        help="also write every update received (commit and arrival times) to PATH as JSON lines",
+    )
     p.add_argument("--timeout", type=float, help="give up after this many seconds")
     p.add_argument("--name", help="result file name (default: the scenario)")
     p.add_argument("--profile", action="store_true", help="py-spy the web and worker processes")
@@ -97,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "executing_limit": args.executing_limit,
             "connect_concurrency": args.connect_concurrency,
             "verify": args.verify,
+            "deliveries": args.deliveries,
         },
     )
     result = asyncio.run(SCENARIOS[args.scenario](opts))

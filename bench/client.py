@@ -14,7 +14,7 @@ import json
 import resource
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +88,18 @@ def delivery(message: dict[str, Any], recv: float) -> Delivery:
         recv=recv,
         final=is_final(message),
     )
+
+
+def _delivery_row(channel: str, order_id: str | None, d: Delivery) -> dict[str, Any]:
+    return {
+        "channel": channel,
+        "orderId": order_id,
+        "seq": d.seq,
+        "status": d.status,
+        "committed": d.ts,
+        "received": d.recv,
+        "latencyMs": round((d.recv - d.ts) * 1000, 3),
+    }
 
 
 @dataclass
@@ -487,6 +499,15 @@ class Drive:
                 if events and is_final(events[-1]) and order_id not in self._final_recv:
                     self.polled_finals += 1
                     self._mark_final(order_id, None)
+
+    def deliveries_rows(self) -> Iterator[dict[str, Any]]:
+        """Every update this run's clients received, one row each (`--deliveries`)."""
+        for order_id, events in self.firehose.items():
+            for d in events:
+                yield _delivery_row("firehose", order_id, d)
+        for run in self.runs:
+            for d in run.socket:
+                yield _delivery_row("order socket", run.order_id, d)
 
     def firehose_ours(self) -> dict[str, list[Delivery]]:
         ours = {k: v for k, v in self.firehose.items() if k in self.by_id}

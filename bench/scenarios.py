@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import json
 import os
 import platform
 import time
@@ -21,6 +22,16 @@ from bench import procs
 from bench.analysis import analyse
 from bench.client import Drive, order_body, raise_fd_limit
 from bench.profile import Profiler
+
+
+def _write_deliveries(drive: Drive, path: str | None) -> None:
+    """`--deliveries PATH`: every update received, as JSON lines (which channel, the order, its
+    seq and status, when it was committed and when it arrived, the latency), for looking at a
+    tail the percentiles only summarise: when its outliers happen, and to which updates."""
+    if path:
+        with open(path, "w") as out:
+            for row in drive.deliveries_rows():
+                out.write(json.dumps(row) + "\n")
 
 
 @dataclass
@@ -156,6 +167,7 @@ async def _drive(
     lag.cancel()
     drive.bar.close()
     ids = [r.order_id for r in runs if r.order_id]
+    _write_deliveries(drive, opts.extra.get("deliveries"))
     histories = await drive.read_back(ids, via=opts.extra.get("verify") or "ws")
     metrics, dist = analyse(
         drive,
@@ -416,6 +428,7 @@ async def ws_scale(opts: Options) -> dict[str, Any]:
     lag.cancel()
     drive.bar.close()
     ids = [r.order_id for r in runs if r.order_id]
+    _write_deliveries(drive, opts.extra.get("deliveries"))
     histories = await drive.read_back(ids, via=opts.extra.get("verify") or "ws")
     metrics, dist = analyse(drive, histories, firehose=False, sockets="submit")
     await drive.close()

@@ -6,6 +6,7 @@ measured. Small counts: this checks the benchmark's plumbing, never its speed.""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -32,13 +33,15 @@ def _assert_clean(result: dict[str, Any], orders: int) -> None:
     assert result["engine"]["processes"]["worker"] is not None
 
 
-def test_posted_orders_are_all_final_and_every_update_arrives(services) -> None:
+def test_posted_orders_are_all_final_and_every_update_arrives(services, tmp_path) -> None:
     _, port = services("daphne")
     services("worker", name="bench", concurrency=2)
+    options = _options(port)
+    options.extra["deliveries"] = str(tmp_path / "deliveries.jsonl")
     result = asyncio.run(
         scenarios._drive(
             "capacity",
-            _options(port),
+            options,
             orders=6,
             submit="http",
             rate=0,
@@ -51,6 +54,15 @@ def test_posted_orders_are_all_final_and_every_update_arrives(services) -> None:
     deliveries = result["metrics"]["deliveries"]
     assert deliveries["firehose"]["updates_received"] == 30
     assert deliveries["order sockets"]["updates_received"] == 30
+    # --deliveries: every one of those updates, one JSON line each
+    rows = [json.loads(line) for line in (tmp_path / "deliveries.jsonl").read_text().splitlines()]
+    for channel in ("firehose", "order socket"):
+        seqs: dict[str, list[int]] = {}
+        for row in rows:
+            if row["channel"] == channel:
+                seqs.setdefault(row["orderId"], []).append(row["seq"])
+                assert row["received"] >= row["committed"] and row["latencyMs"] >= 0
+        assert len(seqs) == 6 and all(s == [1, 2, 3, 4, 5] for s in seqs.values()), seqs
 
 
 def test_orders_submitted_over_their_own_sockets_receive_every_update(services) -> None:

@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -330,6 +330,19 @@ class _Shard(RedisSingleShardConnection):
                     self.channel_layer.resync()
 
 
+def _serialized(
+    sends: list[tuple[str, dict[str, Any]]], serialize: Callable[[dict[str, Any]], bytes]
+) -> Iterator[tuple[str, bytes]]:
+    """Each (group, message) with the message serialised, once per message: an event goes to
+    its order's group and to the firehose as the same bytes."""
+    done: dict[int, bytes] = {}
+    for group, message in sends:
+        data = done.get(id(message))
+        if data is None:
+            data = done[id(message)] = serialize(message)
+        yield group, data
+
+
 class _LoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -344,9 +357,8 @@ class _LoopLayer(RedisPubSubLoopLayer):
 
     async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
         by_shard: dict[_Shard, list[tuple[str, bytes]]] = {}
-        for group, message in sends:
+        for group, data in _serialized(sends, self.channel_layer.serialize):
             group_channel = self._get_group_channel_name(group)
-            data = self.channel_layer.serialize(message)
             by_shard.setdefault(self._get_shard(group_channel), []).append((group_channel, data))
         for shard, items in by_shard.items():
             await shard.publish_many(items)
@@ -430,10 +442,10 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
         The outbox thread publishes every committed batch; running an event loop for each cost
         it more CPU than the PUBLISHes themselves."""
         by_host: dict[int, list[tuple[str, bytes]]] = {}
-        for group, message in sends:
+        for group, data in _serialized(sends, self.serialize):
             channel = f"{self.prefix}__group__{group}"  # RedisPubSubLoopLayer's group channel
             host = _consistent_hash(channel, len(self._hosts))
-            by_host.setdefault(host, []).append((channel, self.serialize(message)))
+            by_host.setdefault(host, []).append((channel, data))
         for host, items in by_host.items():
             pipe = self._blocking_client(host).pipeline(transaction=False)
             for channel, data in items:

@@ -167,7 +167,6 @@ async def _drive(
     lag.cancel()
     drive.bar.close()
     ids = [r.order_id for r in runs if r.order_id]
-    _write_deliveries(drive, opts.extra.get("deliveries"))
     histories = await drive.read_back(ids, via=opts.extra.get("verify") or "ws")
     metrics, dist = analyse(
         drive,
@@ -176,6 +175,7 @@ async def _drive(
         sockets="submit" if submit == "ws" else ("follow" if follow else None),
         executing_limit=executing_limit,
     )
+    _write_deliveries(drive, opts.extra.get("deliveries"))  # what the analysis counted
     await drive.close()
     metrics["timed_out"] = not complete
     notes = []
@@ -428,9 +428,9 @@ async def ws_scale(opts: Options) -> dict[str, Any]:
     lag.cancel()
     drive.bar.close()
     ids = [r.order_id for r in runs if r.order_id]
-    _write_deliveries(drive, opts.extra.get("deliveries"))
     histories = await drive.read_back(ids, via=opts.extra.get("verify") or "ws")
     metrics, dist = analyse(drive, histories, firehose=False, sockets="submit")
+    _write_deliveries(drive, opts.extra.get("deliveries"))  # what the analysis counted
     await drive.close()
     metrics["timed_out"] = not complete
     web_peak = sampler.groups["web"].rss_peak

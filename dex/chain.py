@@ -491,12 +491,16 @@ def signature_status(signature: str) -> SignatureStatus:
                 now,
             )
         tx = Transaction.from_state(row.tx)
-        return _land(row, tx, now)
+        return _land(row, tx)
 
 
-def _land(row: models.ChainTransaction, tx: Transaction, now: datetime) -> SignatureStatus:
+def _land(row: models.ChainTransaction, tx: Transaction) -> SignatureStatus:
     quote = tx.quote
     pools = {p.address: p for p in pools_by_address({leg.pool for leg in quote.legs}, lock=True)}
+    # The landing's moment is read once its pools are locked, not before: two landings on a pool
+    # then get their landed_at in the order they changed it (the one that waited for the lock
+    # lands later), and the DLMM's clock is the one the swap really ran at.
+    now = timezone.now()
     states = {address: (p.reserve_a, p.reserve_b, p.dlmm) for address, p in pools.items()}
     unix_now = int(now.timestamp())
     hop_input = quote.amount_in

@@ -260,3 +260,63 @@ def test_racing_status_calls_land_a_transaction_exactly_once() -> None:
         expected.reserve_in_after,
         expected.reserve_out_after,
     )
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_landing_that_waited_for_its_pool_lands_when_it_got_it() -> None:
+    """landed_at is read once the pools are locked: a landing that queued behind another on the
+    same pool is stamped after that one released it, so landed_at orders landings as they moved
+    the pool (taken before the lock, the first to ask could be stamped first and land second)."""
+    import threading
+
+    from django.db import connections
+
+    tx = _build("queued:1")
+    (leg,) = tx.quote.legs
+    transaction_send(tx)
+    locked, release = threading.Event(), threading.Event()
+    released_at = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                list(models.Pool.objects.select_for_update().filter(address=leg.pool))
+                locked.set()
+                release.wait(10)
+                released_at.append(timezone.now())
+        finally:
+            connections.close_all()
+
+    results = []
+
+    def land() -> None:
+        try:
+            with transaction.atomic():
+                results.append(signature_status(tx.signature))
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    lander = threading.Thread(target=land)
+    lander.start()
+    with connections["default"].cursor() as cursor:  # until the landing waits on the pool's lock
+        for _ in range(500):
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                break
+            threading.Event().wait(0.01)
+        else:
+            pytest.fail("the landing never waited for the pool's lock")
+    release.set()
+    holder.join()
+    lander.join()
+    (status,) = results
+    assert status.state == "landed"
+    assert status.landed_at >= released_at[0]
+    row = models.ChainTransaction.objects.get(signature=tx.signature)
+    assert row.landed_at == status.landed_at

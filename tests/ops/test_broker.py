@@ -3,11 +3,13 @@ channel instead of one per publish and acknowledgement, against the real Redis."
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kombu import Exchange, Producer, Queue
+from kombu import Connection, Exchange, Producer, Queue
+from kombu.common import ignore_errors
 from kombu.transport import get_transport_cls, redis
 
 from config.broker import Channel, Transport
@@ -81,3 +83,42 @@ def test_a_client_given_is_used_as_is(channel: Any, built: list[Any]) -> None:
     with channel.conn_or_acquire(given) as client:
         assert client is given
     assert built == []
+
+
+def test_a_worker_survives_redis_dying_while_it_waits_on_brpop(private_redis: Any) -> None:
+    """Redis killed while the worker's channel waits on BRPOP with a task delivered and not yet
+    acknowledged: what the worker's consumer then does (`collect`, then `close`, as in
+    celery's `Consumer.on_connection_error_after_connected`) must raise nothing but a connection
+    error, which the consumer handles by reconnecting. kombu's own channel, closed during
+    `collect`, let the BRPOP's connection error escape before it marked itself closed, and so
+    did the next channel `collect` closed, which stopped it closing the rest; the second close
+    then restored the unacknowledged task through a transport already detached
+    from its connection (`AttributeError: 'NoneType' object has no attribute 'hostname'`),
+    and celery stopped the worker as an unrecoverable error (tests/faults/test_redis_restart.py
+    caught it once in three runs on a machine with one core kept busy)."""
+    connection = Connection(private_redis.url)
+    channel = connection.default_channel
+    assert isinstance(channel, Channel)
+    queue = Queue("oe-test-brpop", Exchange("oe-test-brpop"), routing_key="oe-test-brpop")
+    queue(channel).declare()
+    Producer(channel).publish({"n": 1}, exchange=queue.exchange, routing_key="oe-test-brpop")
+    delivered: list[Any] = []
+    channel.basic_consume(
+        "oe-test-brpop", no_ack=False, callback=delivered.append, consumer_tag="oe-test"
+    )
+    connection.drain_events(timeout=5)
+    assert len(delivered) == 1 and channel.qos._delivered  # delivered, not acknowledged
+    channel._brpop_start()  # waiting on BRPOP for the next task
+    other = connection.channel()  # the worker's others (remote control, events), also waiting
+    queue(other).declare()
+    other.basic_consume("oe-test-brpop", no_ack=True, callback=delivered.append, consumer_tag="o")
+    other.client.connection = other.client.connection_pool.get_connection()  # as kombu's poller
+    other._brpop_start()
+    assert channel._in_poll and other._in_poll
+
+    private_redis.kill()
+    with contextlib.suppress(Exception):  # celery ignores whatever collect raises
+        connection.collect(socket_timeout=1)
+    # then closes, ignoring connection errors only: anything else stops the worker
+    ignore_errors(connection, connection.close)
+    assert channel.closed

@@ -37,9 +37,7 @@ def health_checks(*, worker_timeout: float = 1.0) -> tuple[dict[str, Any], bool]
     except Exception as error:
         checks["broker"], healthy = _first_line(error), False
     try:
-        replies = (
-            celery_app.control.ping(timeout=worker_timeout) if checks["broker"] == "ok" else []
-        )
+        replies = _workers_ping(worker_timeout) if checks["broker"] == "ok" else []
         checks["workers"] = len(replies or [])
         if not replies:
             healthy = False
@@ -48,3 +46,15 @@ def health_checks(*, worker_timeout: float = 1.0) -> tuple[dict[str, Any], bool]
         checks["workers"], healthy = 0, False
         checks["workersError"] = _first_line(error)
     return checks, healthy
+
+
+def _workers_ping(timeout: float) -> list[Any]:
+    """The live workers' replies. A connection the broker pool kept from before a Redis restart
+    fails its first command ("Connection closed by server") and then reconnects: the broker has
+    just answered, so one more try tells the truth about the workers instead of a false alarm."""
+    with celery_app.connection_for_write() as conn:
+        errors = conn.connection_errors
+    try:
+        return celery_app.control.ping(timeout=timeout) or []
+    except errors:
+        return celery_app.control.ping(timeout=timeout) or []

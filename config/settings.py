@@ -121,12 +121,16 @@ DATABASES["default"].setdefault("OPTIONS", {})
 # The web process runs every request in a thread of its own (ASGI), so persistent connections
 # would pile up one per thread: it uses psycopg's pool instead (DB_POOL=1 in the Procfile).
 # A Celery prefork child runs one order at a time on one long-lived connection.
+# Fail fast when PostgreSQL is down: the API answers 503 instead of hanging. A new connection
+# gives up after DB_CONNECT_TIMEOUT; a request waiting for a pooled one (PostgreSQL down, the
+# pool reconnecting) after DB_POOL_TIMEOUT, by default the same.
+_connect_timeout = env.int("DB_CONNECT_TIMEOUT", default=3)
 if env.bool("DB_POOL", default=False):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
         "max_size": env.int("DB_POOL_MAX_SIZE", default=16),
-        "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+        "timeout": env.float("DB_POOL_TIMEOUT", default=_connect_timeout),
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
@@ -141,10 +145,7 @@ DATABASES["default"]["OPTIONS"].setdefault("server_side_binding", True)
 DATABASES["default"]["OPTIONS"].setdefault(
     "prepare_threshold", None if _prepare_threshold < 0 else _prepare_threshold
 )
-# Fail fast when PostgreSQL is down: the API answers 503 instead of hanging.
-DATABASES["default"]["OPTIONS"].setdefault(
-    "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3)
-)
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", _connect_timeout)
 DATABASES["default"]["TEST"] = {
     "NAME": env.str("TEST_DATABASE_NAME", default=f"test_{DATABASES['default']['NAME']}")
 }

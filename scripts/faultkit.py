@@ -293,11 +293,12 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def daphne(self, port: int | None = None) -> tuple[Proc, int]:
+    def daphne(self, port: int | None = None, **extra: str) -> tuple[Proc, int]:
         port = port or free_port()
         proc = self._start(
             f"daphne-{port}",
             ["daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+            **{"DB_POOL": "1", **extra},  # as the Procfile runs it
         )
         wait_for_port(port, 60)
         return proc, port

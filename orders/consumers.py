@@ -25,6 +25,7 @@ from django.db import DatabaseError, InterfaceError, connection
 
 from engine.events import FIREHOSE_GROUP, order_group
 from engine.wire import event_to_wire
+from orders.middleware import database_pool_check
 from orders.models import Order, OrderEvent
 
 logger = logging.getLogger("orders.ws")
@@ -66,6 +67,9 @@ def _on_db_thread(func: Callable[..., _R]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> _R:
         try:
             return func(*args, **kwargs)
+        except (DatabaseError, InterfaceError):
+            database_pool_check()  # as the HTTP side does: one stale connection, not all of them
+            raise
         finally:
             connection.close()
 

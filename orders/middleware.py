@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from orders.errors import error_body
@@ -39,11 +39,26 @@ class RequestGuardMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, OperationalError | InterfaceError | DatabaseError):
             logger.warning("database unavailable path=%s error=%s", request.path, exception)
+            database_pool_check()
             return _unavailable("database", exception)
         if isinstance(exception, redis.RedisError):
             logger.warning("redis unavailable path=%s error=%s", request.path, exception)
             return _unavailable("redis", exception)
         return None
+
+
+def database_pool_check() -> None:
+    """After a database error, test the pool's idle connections (psycopg's `ConnectionPool.check`)
+    and replace the broken ones. A PostgreSQL restart breaks every connection daphne's pool holds
+    (DB_POOL=1); without this, each of them would fail one more request with a 503 after
+    PostgreSQL is back. With no pool (or PostgreSQL still down) it does nothing that matters."""
+    pool = connection.pool
+    if pool is None:
+        return
+    try:
+        pool.check()
+    except Exception:  # the check is a courtesy: the error being answered is the one to report
+        logger.warning("checking the database pool failed", exc_info=True)
 
 
 def _unavailable(dependency: str, exception: Exception) -> JsonResponse:

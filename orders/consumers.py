@@ -21,7 +21,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import DatabaseError, InterfaceError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from engine.events import FIREHOSE_GROUP, order_group
 from engine.wire import event_to_wire
@@ -67,7 +67,7 @@ def _on_db_thread(func: Callable[..., _R]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> _R:
         try:
             return func(*args, **kwargs)
-        except (DatabaseError, InterfaceError):
+        except (OperationalError, InterfaceError):
             database_pool_check()  # as the HTTP side does: one stale connection, not all of them
             raise
         finally:

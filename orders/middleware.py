@@ -39,7 +39,8 @@ class RequestGuardMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, OperationalError | InterfaceError | DatabaseError):
             logger.warning("database unavailable path=%s error=%s", request.path, exception)
-            database_pool_check()
+            if isinstance(exception, OperationalError | InterfaceError):  # the connection's fault
+                database_pool_check()
             return _unavailable("database", exception)
         if isinstance(exception, redis.RedisError):
             logger.warning("redis unavailable path=%s error=%s", request.path, exception)

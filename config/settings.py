@@ -118,13 +118,13 @@ DATABASES = {
 }
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
 DATABASES["default"].setdefault("OPTIONS", {})
-# The web process runs every request in a thread of its own (ASGI), so persistent connections
-# would pile up one per thread: it uses psycopg's pool instead (DB_POOL=1 in the Procfile).
-# A Celery prefork child runs one order at a time on one long-lived connection.
 # Fail fast when PostgreSQL is down: the API answers 503 instead of hanging. A new connection
 # gives up after DB_CONNECT_TIMEOUT; a request waiting for a pooled one (PostgreSQL down, the
 # pool reconnecting) after DB_POOL_TIMEOUT, by default the same.
 _connect_timeout = env.int("DB_CONNECT_TIMEOUT", default=3)
+# The web process runs every request in a thread of its own (ASGI), so persistent connections
+# would pile up one per thread: it uses psycopg's pool instead (DB_POOL=1 in the Procfile).
+# A Celery prefork child runs one order at a time on one long-lived connection.
 if env.bool("DB_POOL", default=False):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"]["pool"] = {

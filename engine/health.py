@@ -30,15 +30,17 @@ def health_checks(*, worker_timeout: float = 1.0) -> tuple[dict[str, Any], bool]
         checks["redis"] = "ok"
     except Exception as error:
         checks["redis"], healthy = _first_line(error), False
+    broker_errors: tuple[type[Exception], ...] = ()
     try:
         with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=1)
+            broker_errors = conn.connection_errors
         checks["broker"] = "ok"
     except Exception as error:
         checks["broker"], healthy = _first_line(error), False
     try:
-        replies = _workers_ping(worker_timeout) if checks["broker"] == "ok" else []
-        checks["workers"] = len(replies or [])
+        replies = _workers_ping(worker_timeout, broker_errors) if checks["broker"] == "ok" else []
+        checks["workers"] = len(replies)
         if not replies:
             healthy = False
             checks["workersError"] = "no Celery worker answered the ping"
@@ -48,12 +50,11 @@ def health_checks(*, worker_timeout: float = 1.0) -> tuple[dict[str, Any], bool]
     return checks, healthy
 
 
-def _workers_ping(timeout: float) -> list[Any]:
+def _workers_ping(timeout: float, errors: tuple[type[Exception], ...]) -> list[Any]:
     """The live workers' replies. A connection the broker pool kept from before a Redis restart
-    fails its first command ("Connection closed by server") and then reconnects: the broker has
-    just answered, so one more try tells the truth about the workers instead of a false alarm."""
-    with celery_app.connection_for_write() as conn:
-        errors = conn.connection_errors
+    fails its first command ("Connection closed by server", one of the broker's `errors`) and
+    then reconnects: the broker has just answered, so one more try tells the truth about the
+    workers instead of a false alarm."""
     try:
         return celery_app.control.ping(timeout=timeout) or []
     except errors:

@@ -160,7 +160,6 @@ class Engine:
                 "worker",
                 f"--loglevel={level}",
                 "--queues=orders,periodic",
-                f"--concurrency={self.env['ORDER_CONCURRENCY']}",
                 f"--hostname=bench-{self.port}@%h",
             ],
         )
@@ -209,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=sorted(MODES), required=True)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
     parser.add_argument("--concurrency", type=int, help="ORDER_CONCURRENCY (10)")
+    parser.add_argument(
+        "--processes", type=int, help="WORKER_PROCESSES (as many as ORDER_CONCURRENCY)"
+    )
     parser.add_argument("--no-beat", action="store_true", help="do not start celery beat")
     parser.add_argument("--keep-db", action="store_true", help="reuse the database as it is")
     parser.add_argument("--log-level", default="INFO", help="LOG_LEVEL and Celery's (INFO)")
@@ -229,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.set)
     if args.concurrency:
         overrides.append(f"ORDER_CONCURRENCY={args.concurrency}")
+    if args.processes:
+        overrides.append(f"WORKER_PROCESSES={args.processes}")
     env = environment(args.mode, args.port, overrides, args.log_level)
     files = raise_open_files()
     print(f"database {DATABASE} ({'kept' if args.keep_db else 'fresh'}), Redis db {REDIS_DB}")
@@ -248,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine.start(beat=not args.no_beat)
         health = engine.wait_healthy()
+        processes = env.get("WORKER_PROCESSES") or env["ORDER_CONCURRENCY"]
         settings = {k: env[k] for k in MODES[args.mode]} | {
             "LOG_LEVEL": args.log_level,
             "DATABASE": DATABASE,
@@ -255,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             "open_files_limit": files,
             "beat": not args.no_beat,
             "web": "daphne, DB_POOL=1 (as the Procfile)",
-            "worker": f"prefork x{env['ORDER_CONCURRENCY']}, queues orders,periodic",
+            "worker": f"prefork x{processes}, queues orders,periodic",
         }
         for item in args.set:
             key, _, value = item.partition("=")

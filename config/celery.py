@@ -45,6 +45,17 @@ def _yield_the_cpu_to_the_api(**kwargs: object) -> None:
 
 
 @worker_init.connect
+def _count_the_pool(sender: object = None, **kwargs: object) -> None:
+    """Tell engine.lockstep how many pool processes share ORDER_CONCURRENCY: the worker's own
+    count (`--concurrency` or WORKER_PROCESSES), read before it forks them."""
+    from engine import lockstep
+
+    concurrency = getattr(sender, "concurrency", None)
+    if isinstance(concurrency, int) and concurrency > 0:
+        lockstep.processes = concurrency
+
+
+@worker_init.connect
 def _freeze_the_worker(**kwargs: object) -> None:
     """The worker's startup objects out of the garbage collector's full passes, before it forks
     its pool (config.heap)."""

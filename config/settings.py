@@ -189,7 +189,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_WORKER_CONCURRENCY = env.int("ORDER_CONCURRENCY", default=10)
+# At most ORDER_CONCURRENCY orders execute at once per worker, on WORKER_PROCESSES pool
+# processes (the same number unless set): each process executes ORDER_CONCURRENCY //
+# WORKER_PROCESSES orders together (engine.lockstep), one when they are equal.
+ORDER_CONCURRENCY = env.int("ORDER_CONCURRENCY", default=10)
+# The worker's pool size: the worker command gives no --concurrency, so this is the one place.
+CELERY_WORKER_CONCURRENCY = int(env.str("WORKER_PROCESSES", default="") or ORDER_CONCURRENCY)
 # The worker's CPU priority below the web process's (config/celery.py says why); 0 keeps it equal.
 WORKER_NICE = env.int("WORKER_NICE", default=10)
 CELERY_TASK_DEFAULT_QUEUE = "orders"

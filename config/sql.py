@@ -129,6 +129,50 @@ def row_update(model: type[Model], pk: Any, values: dict[str, Any]) -> int:
         return cursor.rowcount
 
 
+def values_update(
+    model: type[Model], fields: list[Field], rows: list[tuple[Any, list[Any]]], connection: Any
+) -> tuple[str, list[Any]]:
+    """An UPDATE of many rows in one statement, each with its own values for `fields`:
+    `UPDATE t SET c = v.c … FROM (VALUES (pk, c, …), …) AS v WHERE t.pk = v.pk`. `rows` are
+    (pk, values as the database takes them); each VALUES column is cast to its field's type,
+    which PostgreSQL cannot infer there. Returns the SQL and its parameters (a statement of its
+    own, or a CTE of a bigger one)."""
+    quote = connection.ops.quote_name
+    pk = model._meta.pk
+    columns = [pk, *fields]
+    casts = ", ".join(f"%s::{f.db_type(connection)}" for f in columns)
+    names = [f"v{index}" for index in range(len(columns))]
+    sets = ", ".join(f"{quote(f.column)} = v.{n}" for f, n in zip(fields, names[1:], strict=True))
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} AS t SET {sets} "
+        f"FROM (VALUES {', '.join([f'({casts})'] * len(rows))}) AS v ({', '.join(names)}) "
+        f"WHERE t.{quote(pk.column)} = v.{names[0]}"
+    )
+    params: list[Any] = []
+    for key, values in rows:
+        params += [pk.get_db_prep_value(key, connection), *values]
+    return sql, params
+
+
+def rows_save(instances: list[Model], update_fields: Iterable[str]) -> None:
+    """`row_save` for many instances of one model: one UPDATE for all of them."""
+    if len(instances) == 1:
+        row_save(instances[0], update_fields)
+        return
+    connection = transaction.get_connection()
+    model = type(instances[0])
+    fields = [model._meta.get_field(name) for name in update_fields]
+    rows = [
+        (i.pk, [f.get_db_prep_save(f.pre_save(i, False), connection) for f in fields])
+        for i in instances
+    ]
+    sql, params = values_update(model, fields, rows, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.rowcount != len(instances):
+            raise DatabaseError("Save with update_fields did not affect every row.")
+
+
 def row_save(instance: Model, update_fields: Iterable[str]) -> None:
     """`instance.save(update_fields=...)`: each field's `pre_save` (auto_now) and then one
     UPDATE of those columns; like the ORM, an update that finds no row is an error."""
@@ -164,3 +208,31 @@ def row_insert(instance: Model, *, unless_exists: str | None = None) -> bool:
     instance.pk = row[0]
     mark_saved([instance], connection)
     return True
+
+
+def rows_insert(instances: list[Model], *, key: str) -> list[Model]:
+    """`row_insert` for several new rows of one model in one INSERT that skips any row clashing
+    with one already stored (`ON CONFLICT DO NOTHING`, on any unique column). Returns the
+    instances inserted, told apart by `key`, a unique field; the others are left unsaved."""
+    if not instances:
+        return []
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    meta = instances[0]._meta
+    fields = [f for f in meta.concrete_fields if f is not meta.pk or f.has_default()]
+    unique = meta.get_field(key)
+    row = f"({placeholders(len(fields))})"
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({column_list(fields, connection)}) "
+        f"VALUES {', '.join([row] * len(instances))} ON CONFLICT DO NOTHING "
+        f"RETURNING {quote(meta.pk.column)}, {quote(unique.column)}"
+    )
+    params = [v for i in instances for v in db_values(i, fields, connection, add=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = dict((value, pk) for pk, value in cursor.fetchall())
+    inserted = [i for i in instances if getattr(i, unique.attname) in ids]
+    for instance in inserted:
+        instance.pk = ids[getattr(instance, unique.attname)]
+    mark_saved(inserted, connection)
+    return inserted

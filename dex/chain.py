@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.sql import row_insert, row_load, row_save
+from config.sql import row_insert, row_load, row_save, rows_insert, rows_save
 from dex import meteora, models, raydium
 from dex.pools import PoolSnapshot, pool_save, pools_by_address
 from dex.types import (
@@ -397,6 +397,37 @@ def transaction_send(tx: Transaction) -> datetime:
     return row.lands_at
 
 
+def transactions_send(txs: list[Transaction]) -> dict[str, datetime]:
+    """`transaction_send` for several transactions at once (orders executed together), for those
+    the network takes at the first try: recorded in one INSERT. Returns when each of those
+    lands, by signature. The others (a fate drawn against it, a resend, an expired blockhash, a
+    signature or reference already recorded) are left out, for `transaction_send` to send one
+    at a time and say what happened to each."""
+    now = timezone.now()
+    rows = [
+        models.ChainTransaction(
+            signature=tx.signature,
+            reference=tx.reference,
+            tx=tx.to_state(),
+            lands_at=now
+            + timedelta(seconds=execution_latency_seconds(_rng(tx.reference, "latency"))),
+        )
+        for tx in txs
+        if now <= tx.last_valid_at and _fate(tx) is None and tx.signature not in _send_attempts
+    ]
+    in_block = transaction.get_connection().in_atomic_block  # as in transaction_send
+    with transaction.atomic() if in_block else contextlib.nullcontext():
+        inserted = rows_insert(rows, key="signature")
+    for row in inserted:
+        logger.info(
+            "send accepted signature=%s reference=%s lands_at=%s",
+            row.signature,
+            row.reference,
+            row.lands_at.isoformat(),
+        )
+    return {row.signature: row.lands_at for row in inserted}
+
+
 def _lands_at(signature: str) -> datetime | None:
     """When a transaction the chain has recorded lands (None: the chain never saw it)."""
     connection = transaction.get_connection()
@@ -476,13 +507,39 @@ def signature_status(signature: str) -> SignatureStatus:
         row = row_load(models.ChainTransaction, "signature", signature, lock=True)
         if row is None:
             return SignatureStatus(state="unknown")
+        return _statuses([row])[signature]
+
+
+def signatures_status(signatures: list[str]) -> dict[str, SignatureStatus]:
+    """`signature_status` for several signatures at once (orders executed together): their rows
+    locked in one statement (by signature, then their pools by id: a caller holding several
+    orders' rows locks their transactions in one order too), the due ones landed one after
+    another on their pools' running state, each pool written once and the landed rows in one
+    UPDATE."""
+    with transaction.atomic(savepoint=False):
+        rows = list(
+            models.ChainTransaction.objects.select_for_update()
+            .filter(signature__in=sorted(set(signatures)))
+            .order_by("signature")
+        )
+        given = {signature: index for index, signature in enumerate(signatures)}
+        rows.sort(key=lambda row: given[row.signature])  # locked in one order, landed as given
+        known = _statuses(rows)
+    return {s: known.get(s, SignatureStatus(state="unknown")) for s in signatures}
+
+
+def _statuses(rows: list[models.ChainTransaction]) -> dict[str, SignatureStatus]:
+    """The locked rows' statuses, landing those whose time has come."""
+    statuses: dict[str, SignatureStatus] = {}
+    due: list[tuple[models.ChainTransaction, Transaction]] = []
+    now = timezone.now()
+    for row in rows:
         if row.state != models.ChainTransaction.State.PENDING:
-            return _recorded(row)
-        now = timezone.now()
-        if row.lands_at > now:
-            return SignatureStatus(state="pending", retry_at=row.lands_at)
-        if row.fail_at_landing:
-            return _fail(
+            statuses[row.signature] = _recorded(row)
+        elif row.lands_at > now:
+            statuses[row.signature] = SignatureStatus(state="pending", retry_at=row.lands_at)
+        elif row.fail_at_landing:
+            statuses[row.signature] = _fail(
                 row,
                 TransientChainError(
                     "blockhash expired before a leader included the transaction; it never lands",
@@ -490,66 +547,94 @@ def signature_status(signature: str) -> SignatureStatus:
                 ),
                 now,
             )
-        tx = Transaction.from_state(row.tx)
-        return _land(row, tx)
+        else:
+            due.append((row, Transaction.from_state(row.tx)))
+    if due:
+        statuses.update(_land(due))
+    return statuses
 
 
-def _land(row: models.ChainTransaction, tx: Transaction) -> SignatureStatus:
-    quote = tx.quote
-    pools = {p.address: p for p in pools_by_address({leg.pool for leg in quote.legs}, lock=True)}
-    # The landing's moment is read once its pools are locked, not before: two landings on a pool
-    # then get their landed_at in the order they changed it (the one that waited for the lock
-    # lands later), and the DLMM's clock is the one the swap really ran at.
-    now = timezone.now()
+def _land(due: list[tuple[models.ChainTransaction, Transaction]]) -> dict[str, SignatureStatus]:
+    """Land the transactions in turn, each on the pools as the ones before it left them."""
+    addresses = {leg.pool for _, tx in due for leg in tx.quote.legs}
+    pools = {p.address: p for p in pools_by_address(addresses, lock=True)}
     states = {address: (p.reserve_a, p.reserve_b, p.dlmm) for address, p in pools.items()}
-    unix_now = int(now.timestamp())
+    moved: set[str] = set()
+    landed: list[models.ChainTransaction] = []
+    statuses: dict[str, SignatureStatus] = {}
+    for row, tx in due:
+        # Each landing's moment is read once its pools are locked, not before: landings on a
+        # pool then get their landed_at in the order they changed it (one that waited for the
+        # lock, or came later in `due`, lands later), and the DLMM's clock is the one the swap
+        # really ran at.
+        now = timezone.now()
+        try:
+            amount_out, after = _fill(tx, pools, states, int(now.timestamp()))
+        except (InsufficientLiquidityError, SlippageExceededError) as error:
+            statuses[row.signature] = _fail(row, error, now)
+            continue
+        states.update(after)
+        moved.update(after)
+        row.state = models.ChainTransaction.State.LANDED
+        row.amount_out = amount_out
+        row.landed_at = now
+        landed.append(row)
+        statuses[row.signature] = SignatureStatus(
+            state="landed", amount_out=amount_out, landed_at=now
+        )
+        logger.info(
+            "landed signature=%s amount_out=%s min_amount_out=%s",
+            row.signature,
+            amount_out,
+            tx.min_amount_out,
+        )
+    for address in sorted(moved, key=lambda a: pools[a].id):
+        reserve_a, reserve_b, dlmm = states[address]
+        pool_save(pools[address], reserve_a=reserve_a, reserve_b=reserve_b, dlmm=dlmm)
+    if landed:
+        rows_save(landed, ["state", "amount_out", "landed_at", "updated_at"])
+    return statuses
+
+
+PoolState = tuple[int, int, meteora.PoolState | None]
+
+
+def _fill(
+    tx: Transaction, pools: dict[str, PoolSnapshot], states: dict[str, PoolState], now: int
+) -> tuple[int, dict[str, PoolState]]:
+    """Run the transaction's legs on the pools' current `states`: its output and the states of
+    the pools it moved. Raises InsufficientLiquidityError or SlippageExceededError (nothing
+    moved)."""
+    quote = tx.quote
+    after: dict[str, PoolState] = {}
     hop_input = quote.amount_in
-    try:
-        for hop in _hops(quote):
-            # Each hop shares what the previous one really produced as the quote planned it.
-            planned = sum(leg.in_amount for leg in hop)
-            produced = 0
-            remaining = hop_input
-            for index, leg in enumerate(hop):
-                if index == len(hop) - 1:
-                    amount = remaining
-                else:
-                    amount = hop_input * leg.in_amount // planned if planned else 0
-                remaining -= amount
-                pool = pools.get(leg.pool)
-                if pool is None:
-                    raise InsufficientLiquidityError(f"pool {leg.pool} no longer exists")
-                out, states[leg.pool] = _execute_leg(pool, states[leg.pool], leg, amount, unix_now)
-                produced += out
-            hop_input = produced
-    except InsufficientLiquidityError as exc:
-        return _fail(row, exc, now)
-    amount_out = hop_input
-    if amount_out < tx.min_amount_out:
+    for hop in _hops(quote):
+        # Each hop shares what the previous one really produced as the quote planned it.
+        planned = sum(leg.in_amount for leg in hop)
+        produced = 0
+        remaining = hop_input
+        for index, leg in enumerate(hop):
+            if index == len(hop) - 1:
+                amount = remaining
+            else:
+                amount = hop_input * leg.in_amount // planned if planned else 0
+            remaining -= amount
+            pool = pools.get(leg.pool)
+            if pool is None:
+                raise InsufficientLiquidityError(f"pool {leg.pool} no longer exists")
+            state = after.get(leg.pool, states[leg.pool])
+            out, after[leg.pool] = _execute_leg(pool, state, leg, amount, now)
+            produced += out
+        hop_input = produced
+    if hop_input < tx.min_amount_out:
         decimals = quote.token_out.decimals
         symbol = quote.token_out.symbol
-        would = decimal_str(units_to_decimal(amount_out, decimals))
+        would = decimal_str(units_to_decimal(hop_input, decimals))
         minimum = decimal_str(units_to_decimal(tx.min_amount_out, decimals))
-        return _fail(
-            row,
-            SlippageExceededError(
-                f"slippage exceeded: would receive {would} {symbol}, minimum {minimum} {symbol}"
-            ),
-            now,
+        raise SlippageExceededError(
+            f"slippage exceeded: would receive {would} {symbol}, minimum {minimum} {symbol}"
         )
-    for address, (reserve_a, reserve_b, dlmm) in states.items():
-        pool_save(pools[address], reserve_a=reserve_a, reserve_b=reserve_b, dlmm=dlmm)
-    row.state = models.ChainTransaction.State.LANDED
-    row.amount_out = amount_out
-    row.landed_at = now
-    row_save(row, ["state", "amount_out", "landed_at", "updated_at"])
-    logger.info(
-        "landed signature=%s amount_out=%s min_amount_out=%s",
-        row.signature,
-        amount_out,
-        tx.min_amount_out,
-    )
-    return SignatureStatus(state="landed", amount_out=amount_out, landed_at=now)
+    return hop_input, after
 
 
 def chain_wait(signature: str, *, timeout: float = 10.0) -> SignatureStatus:

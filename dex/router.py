@@ -22,6 +22,7 @@ from django.conf import settings
 from dex import meteora, raydium
 from dex.pools import PoolSnapshot, pools_among
 from dex.types import (
+    DexError,
     InsufficientLiquidityError,
     Leg,
     NoRouteError,
@@ -391,6 +392,27 @@ def route_best(
     decision = market.route(token_in=token_in, token_out=token_out, amount_in=amount_in)
     decision_log(decision, reference=reference)
     return decision
+
+
+def routes_best(
+    requests: list[tuple[Token, Token, int, str]],
+) -> list[RoutingDecision | DexError]:
+    """`route_best` for several orders at once, each (token_in, token_out, amount_in,
+    reference): every pool they need loaded in one query and the venues asked once (they are
+    asked in parallel), each order routed on that one view of the market, as orders quoted at
+    the same moment are. An order with no route gets its error in its place."""
+    market = market_load([(token_in, token_out) for token_in, token_out, _, _ in requests])
+    _quote_latency()
+    decisions: list[RoutingDecision | DexError] = []
+    for token_in, token_out, amount_in, reference in requests:
+        try:
+            decision = market.route(token_in=token_in, token_out=token_out, amount_in=amount_in)
+        except DexError as error:
+            decisions.append(error)
+            continue
+        decision_log(decision, reference=reference)
+        decisions.append(decision)
+    return decisions
 
 
 def decision_log(decision: RoutingDecision, *, reference: str = "") -> None:

@@ -88,11 +88,11 @@ def _advance(order: Order, *, wait: bool) -> Outcome | None:
         case OrderStatus.PENDING:
             if order.order_type != OrderType.MARKET and order.triggered_at is None:
                 return DONE  # the watcher dispatches it when its condition is met
-            return _when_due(order, reserve_slot=True, wait=wait) or _prepare(order, wait=wait)
+            return attempt_due(order, reserve_slot=True, wait=wait) or _prepare(order, wait=wait)
         case OrderStatus.FAILED:
             if order.next_attempt_at is None:
                 return DONE
-            return _when_due(order, reserve_slot=False, wait=wait) or _prepare(order, wait=wait)
+            return attempt_due(order, reserve_slot=False, wait=wait) or _prepare(order, wait=wait)
         case OrderStatus.ROUTING | OrderStatus.BUILDING:
             return _interrupted(order)
         case OrderStatus.SUBMITTED:
@@ -101,7 +101,7 @@ def _advance(order: Order, *, wait: bool) -> Outcome | None:
             return DONE
 
 
-def _when_due(order: Order, *, reserve_slot: bool, wait: bool) -> Outcome | None:
+def attempt_due(order: Order, *, reserve_slot: bool, wait: bool) -> Outcome | None:
     """None when the order may start its next attempt now; otherwise when to come back."""
     now = timezone.now()
     if order.next_attempt_at is None:
@@ -117,7 +117,7 @@ def _when_due(order: Order, *, reserve_slot: bool, wait: bool) -> Outcome | None
         return Outcome(run_at=run_at, reason="rate limit") if claimed else Outcome(run_at=now)
     if order.next_attempt_at - now > EARLY_TOLERANCE:
         return DONE  # a duplicate delivery: the scheduled one will come
-    return _wait_until(order.next_attempt_at, wait=wait)
+    return wait_until(order.next_attempt_at, wait=wait)
 
 
 def _locked(order: Order, *, status: str, attempts: int | None = None) -> Order | None:
@@ -150,6 +150,17 @@ def _min_amount_out(order: Order, quote: Quote) -> int:
     return int((Decimal(quote.amount_out) * keep).to_integral_value(rounding=ROUND_FLOOR))
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """An attempt ready to start: its number, its route, the route as persisted and its signed
+    transaction."""
+
+    number: int
+    decision: RoutingDecision
+    quote_state: dict[str, Any]
+    tx: Transaction
+
+
 def _prepare(order: Order, *, wait: bool) -> Outcome | None:
     """Start an attempt: route, build and submit, in one transaction, then send.
 
@@ -159,9 +170,26 @@ def _prepare(order: Order, *, wait: bool) -> Outcome | None:
     before the transaction is sent.
     """
     status, attempts = order.status, order.attempts
-    attempt = attempts + 1
     try:
         decision = _quote(order)
+    except DexError as error:
+        return attempt_failed(order, error)
+    planned = attempt_plan(order, decision)
+    if not isinstance(planned, Attempt):
+        return planned
+    with transaction.atomic():
+        locked = _locked(order, status=status, attempts=attempts)
+        if locked is None:
+            return None
+        order_transitions(locked, attempt_steps(planned))
+    # Settle with the order as just committed (the settle step locks and checks it again).
+    return attempt_send(planned.tx, wait=wait) or _settle(locked, wait=wait)
+
+
+def attempt_plan(order: Order, decision: RoutingDecision) -> Attempt | Outcome | None:
+    """The attempt on the route chosen, built and signed; or, where there is none to start,
+    what became of the order (its limit no longer met, or the attempt failed)."""
+    try:
         quote_state = _quote_state(order, decision)
         if order.order_type == OrderType.LIMIT and decision.best.amount_out < int(
             quote_state["minAmountOut"]
@@ -171,55 +199,57 @@ def _prepare(order: Order, *, wait: bool) -> Outcome | None:
             wallet=order.wallet_address,
             quote=decision.best,
             min_amount_out=int(quote_state["minAmountOut"]),
-            reference=f"{order.pk}:{attempt}",
+            reference=f"{order.pk}:{order.attempts + 1}",
         )
     except DexError as error:
-        with transaction.atomic():
-            locked = _locked(order, status=status, attempts=attempts)
-            if locked is None:
-                return None
-            return _fail(locked, error, attempts=attempt)
+        return attempt_failed(order, error)
+    return Attempt(order.attempts + 1, decision, quote_state, tx)
+
+
+def attempt_failed(order: Order, error: DexError) -> Outcome | None:
+    """The attempt the order was about to start failed before anything was sent."""
     with transaction.atomic():
-        locked = _locked(order, status=status, attempts=attempts)
+        locked = _locked(order, status=order.status, attempts=order.attempts)
         if locked is None:
             return None
-        best, public = decision.best, quote_state["public"]
-        order_transitions(
-            locked,
-            [
-                Step(
-                    OrderStatus.ROUTING,
-                    {
-                        "quotes": [q.to_dict(legs=False) for q in decision.quotes],
-                        "selectedDex": best.dex,
-                        "quote": public,
-                        "reason": decision.reason,
-                    },
-                    {
-                        "attempts": attempt,
-                        "next_attempt_at": None,
-                        "selected_dex": best.dex,
-                        "tx_hash": "",
-                        "transaction": None,
-                        "quote": quote_state,
-                        "error": "",
-                        "error_code": "",
-                    },
-                ),
-                Step(
-                    OrderStatus.BUILDING,
-                    {"selectedDex": best.dex, "quote": public, "transaction": tx.summary()},
-                    {"transaction": tx.to_state()},
-                ),
-                Step(
-                    OrderStatus.SUBMITTED,
-                    {"txHash": tx.signature, "selectedDex": best.dex, "quote": public},
-                    {"tx_hash": tx.signature},
-                ),
-            ],
-        )
-    # Settle with the order as just committed (the settle step locks and checks it again).
-    return _send(tx, wait=wait) or _settle(locked, wait=wait)
+        return _fail(locked, error, attempts=order.attempts + 1)
+
+
+def attempt_steps(attempt: Attempt) -> list[Step]:
+    """An attempt's first three transitions, committed together (see `_prepare`)."""
+    decision, quote_state, tx = attempt.decision, attempt.quote_state, attempt.tx
+    best, public = decision.best, quote_state["public"]
+    return [
+        Step(
+            OrderStatus.ROUTING,
+            {
+                "quotes": [q.to_dict(legs=False) for q in decision.quotes],
+                "selectedDex": best.dex,
+                "quote": public,
+                "reason": decision.reason,
+            },
+            {
+                "attempts": attempt.number,
+                "next_attempt_at": None,
+                "selected_dex": best.dex,
+                "tx_hash": "",
+                "transaction": None,
+                "quote": quote_state,
+                "error": "",
+                "error_code": "",
+            },
+        ),
+        Step(
+            OrderStatus.BUILDING,
+            {"selectedDex": best.dex, "quote": public, "transaction": tx.summary()},
+            {"transaction": tx.to_state()},
+        ),
+        Step(
+            OrderStatus.SUBMITTED,
+            {"txHash": tx.signature, "selectedDex": best.dex, "quote": public},
+            {"tx_hash": tx.signature},
+        ),
+    ]
 
 
 def _interrupted(order: Order) -> Outcome | None:
@@ -256,12 +286,12 @@ def _quote_state(order: Order, decision: RoutingDecision) -> dict[str, Any]:
     return {"public": public, "state": best.to_state(), "minAmountOut": str(min_out)}
 
 
-def _send(tx: Transaction, *, wait: bool) -> Outcome | None:
+def attempt_send(tx: Transaction, *, wait: bool) -> Outcome | None:
     try:
         lands_at = transaction_send(tx)  # the same signature: sending twice is harmless
     except TransientChainError as error:
         return _abandon_unsent(tx, error)
-    return _wait_until(lands_at, wait=wait)
+    return wait_until(lands_at, wait=wait)
 
 
 def _settle(order: Order, *, wait: bool) -> Outcome | None:
@@ -272,22 +302,34 @@ def _settle(order: Order, *, wait: bool) -> Outcome | None:
         if locked is None or locked.tx_hash != tx.signature:
             return None
         status = signature_status(tx.signature)  # lands it now if due, in this transaction
-        if status.state == "landed":
-            _confirm(locked, tx, status)
+        settled = settlement(locked, tx, status)
+        if isinstance(settled, Step):
+            order_transitions(locked, [settled])
             return DONE
-        if status.state == "failed":
-            return _fail(locked, status.error or TransientChainError("transaction failed"))
-        if status.state == "unknown" and timezone.now() >= tx.last_valid_at:
-            return _fail(
-                locked,
-                TransientChainError(
-                    "the transaction expired before it was seen by the chain",
-                    code="blockhash_expired",
-                ),
-            )
+        if settled is not None:
+            return settled
     if status.state == "unknown":  # stored but never sent (a crash in between): send it now
-        return _send(tx, wait=wait)
-    return _wait_until(status.retry_at, wait=wait)
+        return attempt_send(tx, wait=wait)
+    return wait_until(status.retry_at, wait=wait)
+
+
+def settlement(order: Order, tx: Transaction, status: SignatureStatus) -> Step | Outcome | None:
+    """What the chain's answer means for a locked, submitted order: the step that confirms it,
+    the outcome of its failed attempt (recorded), or None while the chain does not know yet
+    (pending, or never sent)."""
+    if status.state == "landed":
+        return _confirm_step(order, tx, status)
+    if status.state == "failed":
+        return _fail(order, status.error or TransientChainError("transaction failed"))
+    if status.state == "unknown" and timezone.now() >= tx.last_valid_at:
+        return _fail(
+            order,
+            TransientChainError(
+                "the transaction expired before it was seen by the chain",
+                code="blockhash_expired",
+            ),
+        )
+    return None
 
 
 def _abandon_unsent(tx: Transaction, error: DexError) -> Outcome | None:
@@ -304,7 +346,7 @@ def _abandon_unsent(tx: Transaction, error: DexError) -> Outcome | None:
     return None
 
 
-def _wait_until(when: datetime | None, *, wait: bool) -> Outcome | None:
+def wait_until(when: datetime | None, *, wait: bool) -> Outcome | None:
     """None once `when` has come (sleeping until then if it is near); an Outcome to come back
     at `when` if it is far, or near and the caller must not wait."""
     if when is None:
@@ -319,16 +361,13 @@ def _wait_until(when: datetime | None, *, wait: bool) -> Outcome | None:
     return None
 
 
-def _confirm(order: Order, tx: Transaction, status: SignatureStatus) -> None:
+def _confirm_step(order: Order, tx: Transaction, status: SignatureStatus) -> Step:
     quote = tx.quote
     amount_out = from_units(status.amount_out or 0, quote.token_out)
     price = amount_out / order.amount_in if order.amount_in else None
-    order_transition(
-        order,
+    return Step(
         OrderStatus.CONFIRMED,
-        amount_out=amount_out,
-        executed_price=price,
-        payload={
+        {
             "txHash": tx.signature,
             "selectedDex": order.selected_dex,
             "executedPrice": decimal_str(price.quantize(Decimal("1e-12")).normalize())
@@ -336,6 +375,7 @@ def _confirm(order: Order, tx: Transaction, status: SignatureStatus) -> None:
             else None,
             "amountOut": decimal_str(amount_out),
         },
+        {"amount_out": amount_out, "executed_price": price},
     )
 
 

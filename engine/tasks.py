@@ -15,6 +15,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from engine.events import outbox
+from engine.lockstep import lockstep_size, orders_start
 from engine.pipeline import Outcome, order_execute
 
 logger = logging.getLogger("engine.tasks")
@@ -68,36 +69,60 @@ BATCH_ORDER_SECONDS = 0.15
 
 @shared_task(name="engine.execute_orders", **EXECUTION)
 def execute_orders_task(self, order_ids: list[str]) -> str:  # type: ignore[no-untyped-def]
-    """Orders dispatched together, advanced one after another in this pool process: one broker
-    message, one delivery and one acknowledgement for all of them.
+    """Orders dispatched together: one broker message, one delivery and one acknowledgement for
+    all of them, advanced in this pool process.
 
-    Still one order executing at a time per process, as with `engine.execute_order`, and no
-    order waits behind another's wait: the first order that would wait in place (for the chain,
-    or for an attempt due within a second) hands the rest of the batch on, one message each, and
-    then waits here; so does one that took longer than BATCH_ORDER_SECONDS. An order due later
-    gets its own message for then. Running the batch again (a redelivery, or the retry after
-    PostgreSQL or Redis failed) is harmless: each order resumes from its stored state."""
-    for index, order_id in enumerate(order_ids):
-        rest = order_ids[index + 1 :]
+    One order at a time (`lockstep_size` 1, the default: as many pool processes as
+    ORDER_CONCURRENCY), or that many together (engine.lockstep). No order waits behind another's
+    wait: the first order that would wait in place (for the chain, or for an attempt due within
+    a second) hands the orders not yet started on, one message each, and then waits here; so
+    does one that took longer than BATCH_ORDER_SECONDS. An order due later gets its own message
+    for then. Running the batch again (a redelivery, or the retry after PostgreSQL or Redis
+    failed) is harmless: each order resumes from its stored state."""
+    size = lockstep_size()
+    for start in range(0, len(order_ids), size):
+        chunk, rest = order_ids[start : start + size], order_ids[start + size :]
         started = time.monotonic()
-        try:
-            outcome = order_execute(UUID(order_id), wait=False)
-        except UNAVAILABLE:
-            raise  # the whole batch again, later
-        except Exception:
-            # One order's bug must not hold the others: the reconciler resumes this one.
-            logger.exception("executing order=%s in a batch failed", order_id)
-            continue
-        if outcome.would_wait:
+        left = _start_together(chunk) if size > 1 else chunk
+        waiting = []
+        for order_id in left:
+            try:
+                outcome = order_execute(UUID(order_id), wait=False)
+            except UNAVAILABLE:
+                raise  # the whole batch again, later
+            except Exception:
+                # One order's bug must not hold the others: the reconciler resumes this one.
+                logger.exception("executing order=%s in a batch failed", order_id)
+                continue
+            if outcome.would_wait:
+                waiting.append(order_id)
+            else:
+                _schedule(order_id, outcome)
+        if waiting:
             _hand_on(rest)
-            # Waits here, as a task would; what goes wrong now goes wrong as in that task.
-            _schedule(order_id, order_execute(UUID(order_id)))
-            return f"{index + 1} of {len(order_ids)}, the rest handed on"
-        _schedule(order_id, outcome)
-        if rest and time.monotonic() - started > BATCH_ORDER_SECONDS:
+            for order_id in waiting:
+                # Waits here, as a task would; what goes wrong now goes wrong as in that task.
+                _schedule(order_id, order_execute(UUID(order_id)))
+            return f"{start + len(chunk)} of {len(order_ids)}, the rest handed on"
+        if rest and time.monotonic() - started > BATCH_ORDER_SECONDS * len(chunk):
             _hand_on(rest)
-            return f"{index + 1} of {len(order_ids)}, the rest handed on"
+            return f"{start + len(chunk)} of {len(order_ids)}, the rest handed on"
     return f"{len(order_ids)} orders"
+
+
+def _start_together(order_ids: list[str]) -> list[str]:
+    """The orders started together (engine.lockstep), each finished one scheduled; returns the
+    ids left to advance one at a time."""
+    try:
+        outcomes, left = orders_start(order_ids)
+    except UNAVAILABLE:
+        raise
+    except Exception:
+        logger.exception("executing orders=%s together failed", ",".join(order_ids))
+        return order_ids
+    for order_id, outcome in outcomes.items():
+        _schedule(order_id, outcome)
+    return left
 
 
 def _hand_on(order_ids: list[str]) -> None:

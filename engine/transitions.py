@@ -14,7 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from config.sql import column_list, db_values, mark_saved, placeholders
+from config.sql import column_list, db_values, mark_saved, placeholders, values_update
 from engine.cache import orders_cache_store
 from engine.errors import IllegalTransition
 from engine.events import event_message, outbox
@@ -53,8 +53,29 @@ def order_transition(
 def order_transitions(order: Order, steps: list[Step]) -> list[OrderEvent]:
     """Several transitions in a row, in the caller's transaction on the locked order: each is
     checked by the state machine and gets its own event, and the order is written once."""
+    return orders_transitions([(order, steps)])[0]
+
+
+def orders_transitions(moves: list[tuple[Order, list[Step]]]) -> list[list[OrderEvent]]:
+    """`order_transitions` for several locked orders at once (orders executed together,
+    engine.lockstep): every order's steps checked and its events made as for one, and all of
+    them written in one statement. Returns each order's events."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("order_transition needs the caller's transaction")
+    if not moves:
+        return []
+    written: list[tuple[Order, list[str], list[OrderEvent]]] = []
+    for order, steps in moves:
+        events, changed = _apply(order, steps)
+        written.append((order, changed, events))
+    _write(written)
+    for order, _, events in written:
+        events_announce(order, events)
+    return [events for _, _, events in written]
+
+
+def _apply(order: Order, steps: list[Step]) -> tuple[list[OrderEvent], list[str]]:
+    """The steps applied to the order in memory: its events, and the columns they changed."""
     events: list[OrderEvent] = []
     changed = {"status", "last_seq", "updated_at"}
     for step in steps:
@@ -90,34 +111,51 @@ def order_transitions(order: Order, steps: list[Step]) -> list[OrderEvent]:
             order.attempts,
             f" error={order.error_code!r}" if step.status == "failed" else "",
         )
-    _write(order, sorted(changed), events)
-    events_announce(order, events)
-    return events
+    return events, sorted(changed)
 
 
-def _write(order: Order, changed: list[str], events: list[OrderEvent]) -> None:
-    """The order's changed columns and its new event rows in one statement: the events' INSERT
-    and the order's UPDATE as two CTEs, returning the events' ids (see engine.rows)."""
+def _write(written: list[tuple[Order, list[str], list[OrderEvent]]]) -> None:
+    """The orders' changed columns and their new event rows in one statement: the events'
+    INSERT and the orders' UPDATE as CTEs, returning the events' ids (see engine.rows). One
+    order is updated by id; several by a VALUES list, one UPDATE per set of changed columns."""
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
     fields = [OrderEvent._meta.get_field("order"), *event_fields()]
-    order_fields = [Order._meta.get_field(name) for name in changed]
+    events = [event for _, _, order_events in written for event in order_events]
     params = [v for event in events for v in db_values(event, fields, connection)]
-    params += [*db_values(order, order_fields, connection), order.pk]
+    updates: list[str] = []
+    if len(written) == 1:
+        order, changed, _ = written[0]
+        order_fields = [Order._meta.get_field(name) for name in changed]
+        params += [*db_values(order, order_fields, connection), order.pk]
+        updates.append(
+            f"UPDATE {quote(Order._meta.db_table)} "
+            f"SET {', '.join(f'{quote(f.column)} = %s' for f in order_fields)} "
+            f"WHERE {quote(Order._meta.pk.column)} = %s"
+        )
+    else:
+        by_columns: dict[tuple[str, ...], list[Order]] = {}
+        for order, changed, _ in written:
+            by_columns.setdefault(tuple(changed), []).append(order)
+        for changed, orders in by_columns.items():
+            order_fields = [Order._meta.get_field(name) for name in changed]
+            rows = [(o.pk, db_values(o, order_fields, connection)) for o in orders]
+            sql, values = values_update(Order, order_fields, rows, connection)
+            updates.append(sql)
+            params += values
+    ctes = ", ".join(f"changed{index} AS ({sql})" for index, sql in enumerate(updates))
     sql = (
         f"WITH inserted AS (INSERT INTO {quote(OrderEvent._meta.db_table)} "
         f"({column_list(fields, connection)}) "
-        f"VALUES {', '.join([f'({placeholders(len(fields))})'] * len(events))} RETURNING id, seq), "
-        f"changed AS (UPDATE {quote(Order._meta.db_table)} "
-        f"SET {', '.join(f'{quote(f.column)} = %s' for f in order_fields)} "
-        f"WHERE {quote(Order._meta.pk.column)} = %s) "
-        "SELECT id, seq FROM inserted"
+        f"VALUES {', '.join([f'({placeholders(len(fields))})'] * len(events))} "
+        f"RETURNING {quote(fields[0].column)}, seq, id), {ctes} "
+        f"SELECT {quote(fields[0].column)}, seq, id FROM inserted"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        ids = {seq: pk for pk, seq in cursor.fetchall()}
+        ids = {(order_id, seq): pk for order_id, seq, pk in cursor.fetchall()}
     for event in events:
-        event.pk = ids[event.seq]
+        event.pk = ids[(event.order_id, event.seq)]
     mark_saved(events, connection)
 
 

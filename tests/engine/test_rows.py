@@ -94,7 +94,7 @@ def test_a_relock_reads_an_order_the_rate_limiter_scheduled_since(submit, monkey
     order = order_load(submit().pk)
     assert order is not None
     monkeypatch.setattr(pipeline, "rate_reserve", lambda: 5.0)
-    outcome = pipeline._when_due(order_load(order.pk), reserve_slot=True, wait=False)
+    outcome = pipeline.attempt_due(order_load(order.pk), reserve_slot=True, wait=False)
     assert outcome is not None and outcome.reason == "rate limit"
     with transaction.atomic():
         locked = order_relock(order)

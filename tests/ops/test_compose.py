@@ -114,7 +114,9 @@ def test_the_commands_are_the_procfiles(compose) -> None:
     worker = services["worker"]["command"]
     assert worker[:4] == ["celery", "-A", "config", "worker"]
     assert option(worker, "--queues") == option(proc["worker"], "--queues")
-    assert option(worker, "--concurrency") == "${ORDER_CONCURRENCY:-10}"
+    # The pool's size comes from the settings (ORDER_CONCURRENCY, WORKER_PROCESSES), in both.
+    assert option(worker, "--concurrency") is None
+    assert option(proc["worker"], "--concurrency") is None
     assert services["beat"]["command"][:4] == ["celery", "-A", "config", "beat"]
     flower = services["flower"]
     assert flower["command"][:4] == ["celery", "-A", "config", "flower"]

@@ -68,21 +68,71 @@ _loads: dict[tuple[type[Model], str, bool], tuple[str, list[str], list[Any]] | N
 def row_load(model: type[Model], field: str, value: Any, *, lock: bool = False) -> Any:
     """`model.objects.filter(<field>=value).first()` (`select_for_update()` with `lock`, inside
     the caller's transaction) without compiling the query again. `field` is unique."""
-
-    def queryset() -> Any:
-        rows = model._default_manager.filter(**{field: value})
-        return rows.select_for_update() if lock else rows
-
     connection = transaction.get_connection()
+    compiled = _compiled_load(model, field, value, lock)
+    if compiled is None:
+        return _queryset(model, field, value, lock).first()
+    if lock:
+        require_transaction(connection)
+    sql, names, converters = compiled
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [_target(model, field).get_db_prep_value(value, connection)])
+        row = cursor.fetchone()
+    return None if row is None else _instance(model, names, converters, row, connection)
+
+
+def rows_load(
+    model: type[Model], field: str, values: list[Any], *, lock: bool = False
+) -> list[Any]:
+    """`model.objects.filter(<field>__in=values).order_by(<field>)` (`select_for_update()` with
+    `lock`: the rows locked in that order) in one statement whatever the number of values
+    (`= ANY(%s)`), with the columns and converters `row_load` compiled. `field` is unique."""
+    if not values:
+        return []
+    connection = transaction.get_connection()
+    compiled = _compiled_load(model, field, values[0], lock)
+    if compiled is None:
+        rows = _queryset(model, field, values, lock, many=True).order_by(field)
+        return list(rows)
+    if lock:
+        require_transaction(connection)
+    _, names, converters = compiled
+    quote = connection.ops.quote_name
+    target = _target(model, field)
+    columns = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
+    sql = (
+        f"SELECT {columns} FROM {quote(model._meta.db_table)} "
+        f"WHERE {quote(target.column)} = ANY(%s) ORDER BY {quote(target.column)}"
+        + (" FOR UPDATE" if lock else "")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [[target.get_db_prep_value(v, connection) for v in values]])
+        rows = cursor.fetchall()
+    return [_instance(model, names, converters, row, connection) for row in rows]
+
+
+def _target(model: type[Model], field: str) -> Field:
+    return model._meta.pk if field == "pk" else model._meta.get_field(field)
+
+
+def _queryset(model: type[Model], field: str, value: Any, lock: bool, *, many: bool = False) -> Any:
+    rows = model._default_manager.filter(**{f"{field}__in" if many else field: value})
+    return rows.select_for_update() if lock else rows
+
+
+def _compiled_load(
+    model: type[Model], field: str, value: Any, lock: bool
+) -> tuple[str, list[str], list[Any]] | None:
+    """The entry of `_loads` for the shape, compiled on its first use (`value`: any value)."""
     key = (model, field, lock)
-    target = model._meta.pk if field == "pk" else model._meta.get_field(field)
     if key not in _loads:
-        compiler = queryset().query.get_compiler(connection=connection)
+        connection = transaction.get_connection()
+        compiler = _queryset(model, field, value, lock).query.get_compiler(connection=connection)
         sql, params = compiler.as_sql()  # select_for_update outside a transaction raises here
         names = [col.target.attname for col, _, _ in compiler.select]
-        exact = list(params) == [target.get_db_prep_value(value, connection)] and names == [
-            f.attname for f in model._meta.concrete_fields
-        ]
+        exact = list(params) == [
+            _target(model, field).get_db_prep_value(value, connection)
+        ] and names == [f.attname for f in model._meta.concrete_fields]
         converters = [
             (pos, convs, expr)
             for pos, (convs, expr) in compiler.get_converters(
@@ -90,17 +140,12 @@ def row_load(model: type[Model], field: str, value: Any, *, lock: bool = False) 
             ).items()
         ]
         _loads[key] = (sql, names, converters) if exact else None
-    compiled = _loads[key]
-    if compiled is None:
-        return queryset().first()
-    if lock:
-        require_transaction(connection)
-    sql, names, converters = compiled
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [target.get_db_prep_value(value, connection)])
-        row = cursor.fetchone()
-    if row is None:
-        return None
+    return _loads[key]
+
+
+def _instance(
+    model: type[Model], names: list[str], converters: list[Any], row: Any, connection: Any
+) -> Any:
     values = list(row)
     for pos, convs, expr in converters:
         for convert in convs:

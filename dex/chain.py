@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.sql import row_insert, row_load, row_save, rows_insert, rows_save
+from config.sql import row_insert, row_load, row_save, rows_insert, rows_load, rows_save
 from dex import meteora, models, raydium
 from dex.pools import PoolSnapshot, pool_save, pools_by_address
 from dex.types import (
@@ -517,11 +517,7 @@ def signatures_status(signatures: list[str]) -> dict[str, SignatureStatus]:
     another on their pools' running state, each pool written once and the landed rows in one
     UPDATE."""
     with transaction.atomic(savepoint=False):
-        rows = list(
-            models.ChainTransaction.objects.select_for_update()
-            .filter(signature__in=sorted(set(signatures)))
-            .order_by("signature")
-        )
+        rows = rows_load(models.ChainTransaction, "signature", sorted(set(signatures)), lock=True)
         given = {signature: index for index, signature in enumerate(signatures)}
         rows.sort(key=lambda row: given[row.signature])  # locked in one order, landed as given
         known = _statuses(rows)

@@ -25,6 +25,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import transaction
 
+from config.sql import rows_load
 from dex.chain import signatures_status, transactions_send
 from dex.router import routes_best
 from dex.tokens import to_units, token_get
@@ -62,10 +63,10 @@ def orders_start(order_ids: list[str]) -> tuple[dict[str, Outcome], list[str]]:
     """Start the fresh market orders among `order_ids` together and settle those whose
     transaction lands at once. Returns what became of each order it finished (confirmed,
     failed, or due later) and, in their given order, the ids it leaves to `order_execute`."""
-    loaded = Order.objects.in_bulk([UUID(i) for i in order_ids])
+    loaded = {order.pk: order for order in rows_load(Order, "pk", [UUID(i) for i in order_ids])}
     outcomes: dict[str, Outcome] = {}
     ready: list[Order] = []
-    for order_id in order_ids:
+    for order_id in dict.fromkeys(order_ids):  # each once, in the message's order
         order = loaded.get(UUID(order_id))
         if (
             order is None

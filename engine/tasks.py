@@ -83,7 +83,7 @@ def execute_orders_task(self, order_ids: list[str]) -> str:  # type: ignore[no-u
     for start in range(0, len(order_ids), size):
         chunk, rest = order_ids[start : start + size], order_ids[start + size :]
         started = time.monotonic()
-        left = _start_together(chunk) if size > 1 else chunk
+        left = _start_together(chunk) if len(chunk) > 1 else chunk
         waiting = []
         for order_id in left:
             try:

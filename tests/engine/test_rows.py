@@ -108,3 +108,21 @@ def test_a_relock_of_a_deleted_order_is_none(submit) -> None:
     Order.objects.filter(pk=order.pk).delete()
     with transaction.atomic():
         assert order_relock(order) is None
+
+
+def test_several_orders_load_in_one_statement_as_the_orm_loads_them(submit) -> None:
+    orders = [run_to_end(submit()), submit(), submit()]
+    ids = [o.pk for o in orders]
+    for lock in (False, True):
+        with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+            loaded = sql.rows_load(Order, "pk", [*ids, uuid.uuid4()], lock=lock)  # one is gone
+            if lock:
+                for order in orders:
+                    assert_row_locked(order)
+        assert len(queries) == 1 and ("FOR UPDATE" in queries[0]["sql"]) is lock
+        assert [o.pk for o in loaded] == sorted(ids)  # in id order: the lock order too
+        for order in loaded:
+            assert fields(order) == fields(Order.objects.get(pk=order.pk))
+    with pytest.raises(TransactionManagementError):
+        sql.rows_load(Order, "pk", ids, lock=True)
+    assert sql.rows_load(Order, "pk", []) == []

@@ -151,6 +151,13 @@ def main() -> int:
     )
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20, help="orders run first, not counted")
+    parser.add_argument(
+        "--together",
+        type=int,
+        default=1,
+        help="execute the orders N at a time in one engine.execute_orders, as a pool process "
+        "whose share of ORDER_CONCURRENCY is N does (engine.lockstep); a divisor of --orders",
+    )
     parser.add_argument("--cprofile", action="store_true", help="also list the top functions")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--sort", default="tottime", help="pstats order: tottime, cumulative…")
@@ -158,6 +165,10 @@ def main() -> int:
     args = parser.parse_args()
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+    if args.together < 1 or args.orders % args.together or args.warmup % args.together:
+        parser.error("--together must divide --orders and --warmup")
+    os.environ["ORDER_CONCURRENCY"] = str(args.together)  # one pool process, N at once
+    os.environ["WORKER_PROCESSES"] = "1"
 
     import django
 
@@ -167,8 +178,9 @@ def main() -> int:
 
     from bench.client import order_body
     from dex import chain
-    from engine import events, pipeline, services, transitions
+    from engine import events, pipeline, services, tasks, transitions
     from orders import views
+    from orders.models import Order
 
     census = Census()
     missing: list[str] = []
@@ -211,16 +223,26 @@ def main() -> int:
     factory = APIRequestFactory()
     view = views.OrderExecuteView.as_view()
 
-    def one(i: int) -> None:
+    def post(i: int) -> str:
         request = factory.post("/api/orders/execute", order_body(i), format="json")
         with census.step("POST /api/orders/execute (view)"):
             response = view(request)
             response.render()
         assert response.status_code == 201, response.content
-        order_id = response.data["orderId"]
-        with census.step("order_execute (the task)"):
-            outcome = pipeline.order_execute(order_id)
-        assert outcome.run_at is None, outcome
+        return str(response.data["orderId"])
+
+    def group(start: int) -> None:
+        """`--together` orders posted, then executed: one at a time by `order_execute`, as the
+        task `engine.execute_order` calls it, or together by `engine.execute_orders`."""
+        ids = [post(i) for i in range(start, start + args.together)]
+        if args.together == 1:
+            with census.step("order_execute (the task)"):
+                outcome = pipeline.order_execute(ids[0])
+            assert outcome.run_at is None, outcome
+            return
+        with census.step(f"execute_orders (the task, {args.together} together)"):
+            tasks.execute_orders_task(order_ids=ids)
+        assert Order.objects.filter(pk__in=ids, status="confirmed").count() == len(ids)
 
     def flush() -> None:
         """Wait for the after-commit thread (`outbox`, or `publisher` in older engines)."""
@@ -228,8 +250,8 @@ def main() -> int:
             if hasattr(events, name):
                 getattr(events, name).flush()
 
-    for i in range(args.warmup):
-        one(i)
+    for i in range(0, args.warmup, args.together):
+        group(i)
     flush()
     census.thread = threading.get_ident()
     census.active = True
@@ -240,8 +262,8 @@ def main() -> int:
     with connection.execute_wrapper(census.on_sql):
         if profiler:
             profiler.enable()
-        for i in range(args.warmup, args.warmup + args.orders):
-            one(i)
+        for i in range(args.warmup, args.warmup + args.orders, args.together):
+            group(i)
         if profiler:
             profiler.disable()
     flush()
@@ -250,7 +272,8 @@ def main() -> int:
     process_cpu = time.process_time() - process_start
     thread_cpu = time.thread_time() - thread_start
     n = args.orders
-    print(f"\n{n} orders, one at a time, in-process (capacity settings, LOG_LEVEL WARNING)")
+    how = "one at a time" if args.together == 1 else f"{args.together} together"
+    print(f"\n{n} orders, {how}, in-process (capacity settings, LOG_LEVEL WARNING)")
     if profiler:
         print("(cProfile is on: every CPU figure is inflated by its overhead)")
     print()

@@ -1,7 +1,11 @@
-"""bench.census's PostgreSQL column: the CPU time of the census's own backend, read from /proc,
-must be that backend's and must grow with the work the server does for it."""
+"""bench.census: its PostgreSQL column (the CPU time of the census's own backend, read from
+/proc) must be that backend's and must grow with the work the server does for it; and the census
+runs, one order at a time or several together."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from django.db import connection
@@ -27,3 +31,25 @@ def test_a_backend_that_cannot_be_read_gives_none() -> None:
     backend = Backend(connection)
     backend.pid = 2**22 + 1  # past Linux's largest pid: no such process
     assert backend.cpu() is None
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("together", [1, 2])
+def test_the_census_counts_orders_executed_one_at_a_time_and_together(together) -> None:
+    """The census run as documented, on this test's database and Redis: every order confirmed
+    (it asserts so itself), and its table names the task's step."""
+    from tests.conftest import service_env
+
+    env = service_env(DEX_QUOTE_LATENCY_MS="0", DEX_EXECUTION_LATENCY_MS="0")
+    command = ["-m", "bench.census", "--orders", "4", "--warmup", "2", "--together", str(together)]
+    result = subprocess.run(
+        [sys.executable, *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    step = "order_execute (the task)" if together == 1 else "execute_orders (the task, 2 together)"
+    assert step in result.stdout
+    assert "4 orders, " + ("one at a time" if together == 1 else "2 together") in result.stdout

@@ -43,11 +43,16 @@ STEPS: tuple[tuple[str, str | None, str], ...] = (
     ("    transaction_build", "transaction_build", "dex/chain.py"),
     ("      priority_fee_market (COUNT query)", "priority_fee_market", "dex/chain.py"),
     ("  step submitted (commit)", "_submit", "engine/pipeline.py"),
-    ("  send", "_send", "engine/pipeline.py"),
+    ("  send", "attempt_send", "engine/pipeline.py"),
     ("  step settle (land + confirm)", "_settle", "engine/pipeline.py"),
     ("    transaction_send", "transaction_send", "dex/chain.py"),
     ("    signature_status (land: pools locked)", "signature_status", "dex/chain.py"),
     ("  re-reading the order between steps", "first", "django/db/models/query.py"),
+    ("task: orders executed together (engine.lockstep)", "orders_start", "engine/lockstep.py"),
+    ("  route all on one market load, build each", "_plan", "engine/lockstep.py"),
+    ("  routing, building, submitted for all (one transaction)", "_submit", "engine/lockstep.py"),
+    ("  send all (one INSERT)", "transactions_send", "dex/chain.py"),
+    ("  land and confirm all (one transaction)", "_settle", "engine/lockstep.py"),
     ("order_transition (save + event row)", "order_transition", "engine/transitions.py"),
     (
         "order_transitions (batched: save + event rows)",
@@ -74,8 +79,8 @@ STEPS: tuple[tuple[str, str | None, str], ...] = (
     ("asgiref sync_to_async hops", None, "asgiref/sync.py"),
 )
 
-#: Labels that count only samples outside `order_execute` (the task body runs under Celery's
-#: frames, so "inside Celery" would otherwise be everything).
+#: Labels that count only samples outside `order_execute` and `orders_start` (the task body runs
+#: under Celery's frames, so "inside Celery" would otherwise be everything).
 OUTSIDE_TASK = frozenset({"Celery/kombu/billiard outside the task body"})
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
@@ -125,7 +130,7 @@ def summarise(
         count = int(count_text)
         total += count
         frames = _frames(stack)
-        in_task = any(fn == "order_execute" for fn, _ in frames)
+        in_task = any(fn in {"order_execute", "orders_start"} for fn, _ in frames)
         for label, func, fragment in STEPS:
             if label in OUTSIDE_TASK and in_task:
                 continue

@@ -207,3 +207,17 @@ def test_profiles_are_summarised_per_step_and_per_library(tmp_path: Path) -> Non
     libraries = summary["libraries_self_ms_per_order"]
     assert libraries["kombu"] == 60.0 and libraries["django"] == 30.0
     assert libraries["stdlib: json"] == 10.0
+
+
+def test_orders_executed_together_count_as_the_task_body_not_as_celery(tmp_path: Path) -> None:
+    site = "/venv/lib/python3.11/site-packages"
+    stacks = tmp_path / "worker.txt"
+    stacks.write_text(
+        f'process 1:"celery";run ({site}/celery/app/trace.py:1);'
+        f"orders_start (/repo/engine/lockstep.py:70);_submit (/repo/engine/lockstep.py:120) 30\n"
+        f'process 1:"celery";run ({site}/celery/app/trace.py:1) 10\n'
+    )
+    steps = summarise(stacks, rate=100, orders=10)["steps_inclusive_ms_per_order"]
+    assert steps["task: orders executed together (engine.lockstep)"] == 30.0
+    assert steps["  routing, building, submitted for all (one transaction)"] == 30.0
+    assert steps["Celery/kombu/billiard outside the task body"] == 10.0

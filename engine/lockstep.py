@@ -82,11 +82,11 @@ def orders_start(order_ids: list[str]) -> tuple[dict[str, Outcome], list[str]]:
             outcomes[str(order.pk)] = due
     attempts = _plan(ready, outcomes)
     submitted = _submit(attempts)
+    if submitted:
+        logger.info("started together orders=%d of %d", len(submitted), len(order_ids))
     due_now: list[tuple[Order, Transaction]] = []
     # Sent as a real RPC call is, outside any transaction: all at once where the network takes
     # them at once, one at a time otherwise.
-    if submitted:
-        logger.info("started together orders=%d of %d", len(submitted), len(order_ids))
     lands_at = transactions_send([tx for _, tx in submitted])
     for order, tx in submitted:
         if tx.signature in lands_at:

@@ -320,3 +320,37 @@ def test_a_landing_that_waited_for_its_pool_lands_when_it_got_it() -> None:
     assert status.landed_at >= released_at[0]
     row = models.ChainTransaction.objects.get(signature=tx.signature)
     assert row.landed_at == status.landed_at
+
+
+@override_settings(DEX_EXECUTION_LATENCY_MS="0", DEX_FAILURE_RATE=0)
+def test_transactions_landed_together_land_as_they_would_one_after_another() -> None:
+    """One quote, three swaps on it: landed in one call (orders executed together) each fills
+    on the pool as the one before left it, exactly as three landings in turn would."""
+    quote = _quote()
+    txs = [_build(f"together-{i}:1", quote, slippage_bps=10_000) for i in range(3)]
+    lands_at = chain.transactions_send(txs)
+    assert set(lands_at) == {tx.signature for tx in txs}
+    assert chain.transactions_send(txs) == {}  # recorded already: left to transaction_send
+    assert [transaction_send(tx) for tx in txs] == [lands_at[tx.signature] for tx in txs]
+    before = _reserves()
+    with transaction.atomic():
+        together = chain.signatures_status([tx.signature for tx in reversed(txs)])
+        after_together = _reserves()
+        transaction.set_rollback(True)
+    assert _reserves() == before
+    in_turn = [_status(tx.signature) for tx in reversed(txs)]
+    assert [together[tx.signature].amount_out for tx in reversed(txs)] == [
+        s.amount_out for s in in_turn
+    ]
+    assert _reserves() == after_together
+    amounts = [together[tx.signature].amount_out for tx in reversed(txs)]
+    assert amounts[0] > amounts[1] > amounts[2]  # landed in the order given
+    landed = [together[tx.signature].landed_at for tx in reversed(txs)]
+    assert landed == sorted(landed)
+
+
+@override_settings(DEX_FAILURE_RATE=1)
+def test_transactions_the_network_may_refuse_are_left_to_be_sent_one_at_a_time() -> None:
+    txs = [_build(f"fated-{i}:1") for i in range(3)]
+    assert chain.transactions_send(txs) == {}
+    assert not models.ChainTransaction.objects.filter(reference__startswith="fated-").exists()

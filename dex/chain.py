@@ -362,19 +362,11 @@ def transaction_send(tx: Transaction) -> datetime:
             return existing
         _refuse(tx, refusal)
 
-    row = models.ChainTransaction(
-        signature=tx.signature,
-        reference=tx.reference,
-        tx=tx.to_state(),
-        lands_at=now + timedelta(seconds=execution_latency_seconds(_rng(tx.reference, "latency"))),
-        fail_at_landing="blockhash_expired" if fate == "blockhash_expired" else "",
-    )
+    row = _chain_row(tx, now, fate)
     # One INSERT that leaves an existing signature alone (a second send of the same
-    # transaction): no transaction of its own is needed (autocommit). Inside a caller's
-    # transaction a savepoint keeps a clash on the reference from breaking it.
-    in_block = transaction.get_connection().in_atomic_block
+    # transaction): no transaction of its own is needed (autocommit).
     try:
-        with transaction.atomic() if in_block else contextlib.nullcontext():
+        with _savepoint_in_a_transaction():
             inserted = row_insert(row, unless_exists="signature")
     except IntegrityError:
         inserted = False
@@ -385,12 +377,7 @@ def transaction_send(tx: Transaction) -> datetime:
                 f"reference {tx.reference!r} was already used by another transaction"
             )
         return existing  # sent before, or a concurrent send of the same transaction won
-    logger.info(
-        "send accepted signature=%s reference=%s lands_at=%s",
-        tx.signature,
-        tx.reference,
-        row.lands_at.isoformat(),
-    )
+    _accepted(row)
     if fate == "rpc_timeout_after":
         # Recorded, yet the client hears a timeout: only signature_status can tell it landed.
         raise TransientChainError(_TIMEOUT_MESSAGE, code="rpc_timeout")
@@ -405,27 +392,43 @@ def transactions_send(txs: list[Transaction]) -> dict[str, datetime]:
     at a time and say what happened to each."""
     now = timezone.now()
     rows = [
-        models.ChainTransaction(
-            signature=tx.signature,
-            reference=tx.reference,
-            tx=tx.to_state(),
-            lands_at=now
-            + timedelta(seconds=execution_latency_seconds(_rng(tx.reference, "latency"))),
-        )
+        _chain_row(tx, now, fate=None)
         for tx in txs
         if now <= tx.last_valid_at and _fate(tx) is None and tx.signature not in _send_attempts
     ]
-    in_block = transaction.get_connection().in_atomic_block  # as in transaction_send
-    with transaction.atomic() if in_block else contextlib.nullcontext():
+    with _savepoint_in_a_transaction():
         inserted = rows_insert(rows, key="signature")
     for row in inserted:
-        logger.info(
-            "send accepted signature=%s reference=%s lands_at=%s",
-            row.signature,
-            row.reference,
-            row.lands_at.isoformat(),
-        )
+        _accepted(row)
     return {row.signature: row.lands_at for row in inserted}
+
+
+def _chain_row(tx: Transaction, now: datetime, fate: str | None) -> models.ChainTransaction:
+    """The chain's record of a transaction it accepts now: when it lands, and whether it is
+    doomed to fail there."""
+    return models.ChainTransaction(
+        signature=tx.signature,
+        reference=tx.reference,
+        tx=tx.to_state(),
+        lands_at=now + timedelta(seconds=execution_latency_seconds(_rng(tx.reference, "latency"))),
+        fail_at_landing="blockhash_expired" if fate == "blockhash_expired" else "",
+    )
+
+
+def _savepoint_in_a_transaction() -> contextlib.AbstractContextManager[object]:
+    """A send records in autocommit, as a real RPC call would; inside a caller's transaction a
+    savepoint keeps a failed INSERT (a clash on the reference) from breaking it."""
+    in_block = transaction.get_connection().in_atomic_block
+    return transaction.atomic() if in_block else contextlib.nullcontext()
+
+
+def _accepted(row: models.ChainTransaction) -> None:
+    logger.info(
+        "send accepted signature=%s reference=%s lands_at=%s",
+        row.signature,
+        row.reference,
+        row.lands_at.isoformat(),
+    )
 
 
 def _lands_at(signature: str) -> datetime | None:

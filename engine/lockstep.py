@@ -40,6 +40,7 @@ from engine.pipeline import (
     attempt_send,
     attempt_steps,
     settlement,
+    still_at,
     wait_until,
 )
 from engine.rows import orders_relock
@@ -141,7 +142,7 @@ def _submit(attempts: list[tuple[Order, Attempt]]) -> list[tuple[Order, Transact
         submitted = []
         for order, attempt in attempts:
             row = locked.get(order.pk)
-            if row is None or row.status != order.status or row.attempts != order.attempts:
+            if not still_at(row, status=order.status, attempts=order.attempts):
                 continue  # moved since it was read: the pipeline looks at it again
             moves.append((row, attempt_steps(attempt)))
             submitted.append((row, attempt.tx))
@@ -160,11 +161,9 @@ def _settle(submitted: list[tuple[Order, Transaction]]) -> dict[str, Outcome]:
         current: list[tuple[Order, Transaction]] = []
         for order, tx in submitted:
             row = locked.get(order.pk)
-            if (
-                row is not None
-                and row.status == OrderStatus.SUBMITTED
-                and row.attempts == order.attempts
-                and row.tx_hash == tx.signature
+            # As the pipeline's settle step checks: still submitted, and with this transaction.
+            if still_at(row, status=OrderStatus.SUBMITTED, attempts=order.attempts) and (
+                row.tx_hash == tx.signature
             ):
                 current.append((row, tx))
         statuses = signatures_status([tx.signature for _, tx in current])

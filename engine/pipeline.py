@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any
+from typing import Any, TypeGuard
 from uuid import UUID
 
 from django.conf import settings
@@ -123,13 +123,15 @@ def attempt_due(order: Order, *, reserve_slot: bool, wait: bool) -> Outcome | No
 def _locked(order: Order, *, status: str, attempts: int | None = None) -> Order | None:
     """The order's row, locked, if it is still where this step found it."""
     locked = order_relock(order)
-    if (
-        locked is None
-        or locked.status != status
-        or (attempts is not None and locked.attempts != attempts)
-    ):
-        return None
-    return locked
+    return locked if still_at(locked, status=status, attempts=attempts) else None
+
+
+def still_at(row: Order | None, *, status: str, attempts: int | None = None) -> TypeGuard[Order]:
+    """Whether a locked order's row is still where a step found it: the compare of every
+    compare-and-set in the pipeline (and in engine.lockstep)."""
+    return (
+        row is not None and row.status == status and (attempts is None or row.attempts == attempts)
+    )
 
 
 def limit_min_out(*, amount_in: Decimal, limit_price: Decimal, token_out: Token) -> int:

@@ -197,6 +197,12 @@ ORDER_CONCURRENCY = env.int("ORDER_CONCURRENCY", default=10)
 CELERY_WORKER_CONCURRENCY = int(env.str("WORKER_PROCESSES", default="") or ORDER_CONCURRENCY)
 # The worker's CPU priority below the web process's (config/celery.py says why); 0 keeps it equal.
 WORKER_NICE = env.int("WORKER_NICE", default=10)
+# Fresh orders dispatched within this long of the previous dispatch wait for it to pass and go
+# out together, one broker message for several (engine.tasks.order_dispatch). Worth it when a pool
+# process executes several orders together; one order at a time (the default) gains nothing.
+DISPATCH_LINGER_MS = env.float(
+    "DISPATCH_LINGER_MS", default=20.0 if ORDER_CONCURRENCY > CELERY_WORKER_CONCURRENCY else 0.0
+)
 CELERY_TASK_DEFAULT_QUEUE = "orders"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

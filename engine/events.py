@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -62,11 +63,12 @@ def event_message(wire: dict[str, Any]) -> dict[str, Any]:
 class Gathered:
     """One item for `send`, which takes a list: the items queued for one `send` while the
     outbox was busy go out in one call, after the batch's messages, or with `first` before any
-    of them (`Outbox.gather`)."""
+    of them, or with `linger` held a moment for the items that follow (`Outbox.gather`)."""
 
     send: Callable[[list[Any]], Any]
     item: Any
     first: bool = False
+    linger: float = 0.0
 
 
 class Outbox:
@@ -79,6 +81,10 @@ class Outbox:
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Lingering items (outbox thread only): held per `send` until `_held_until`.
+        self._held: dict[Callable[[list[Any]], Any], list[Any]] = {}
+        self._held_until: float | None = None
+        self._last_call: dict[Callable[[list[Any]], Any], float] = {}
 
     def _ensure_thread(self) -> None:
         if self._pid == os.getpid():
@@ -87,6 +93,7 @@ class Outbox:
             if self._pid != os.getpid():
                 self._queue = queue.Queue()
                 self._loop = asyncio.new_event_loop()
+                self._held, self._held_until, self._last_call = {}, None, {}
                 threading.Thread(target=self._run, name="outbox", daemon=True).start()
                 self._pid = os.getpid()
 
@@ -95,14 +102,26 @@ class Outbox:
         self._ensure_thread()
         self._queue.put(effect)
 
-    def gather(self, send: Callable[[list[Any]], Any], item: Any, *, first: bool = False) -> None:
+    def gather(
+        self,
+        send: Callable[[list[Any]], Any],
+        item: Any,
+        *,
+        first: bool = False,
+        linger: float = 0.0,
+    ) -> None:
         """Queue `item` for `send`; items queued close together go to one call of `send`, after
         the messages queued with them (an order's dispatch after its first update). With
         `first`, that call comes before all the batch's messages instead: the orders' Redis
         copies, which a client told of an update must find refreshed (one round trip for the
-        batch rather than one per order between its publishes)."""
+        batch rather than one per order between its publishes).
+
+        With `linger` (seconds), `send` is called at most once per `linger`: an item that comes
+        within `linger` of the last call is held until then, with whatever joins it meanwhile
+        (a steady stream of dispatches goes out a few orders per message instead of one). An
+        item after a quiet spell goes at once. Messages and other effects are never held."""
         self._ensure_thread()
-        self._queue.put(Gathered(send, item, first))
+        self._queue.put(Gathered(send, item, first, linger))
 
     def publish(self, messages: list[dict[str, Any]]) -> None:
         if messages:
@@ -121,7 +140,11 @@ class Outbox:
         assert self._loop is not None
         asyncio.set_event_loop(self._loop)
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._held_wait())
+            except queue.Empty:
+                self._release_held()
+                continue
             batch = [item]
             while len(batch) < 256:  # whatever is already waiting goes out together
                 try:
@@ -144,7 +167,9 @@ class Outbox:
                     messages += entry
                     continue
                 if isinstance(entry, Gathered):
-                    if not entry.first:
+                    if entry.linger > 0:
+                        self._hold(entry)
+                    elif not entry.first:
                         gathered.setdefault(entry.send, []).append(entry.item)
                     continue
                 if messages:
@@ -152,6 +177,7 @@ class Outbox:
                     messages = []
                 if isinstance(entry, threading.Event):
                     self._send_gathered(gathered)  # a flush waits for these too
+                    self._release_held()  # and for the lingering ones
                     entry.set()
                 else:
                     try:
@@ -161,6 +187,28 @@ class Outbox:
             if messages:
                 self._send(messages)
             self._send_gathered(gathered)
+            if self._held_wait() == 0:
+                self._release_held()
+
+    def _hold(self, entry: Gathered) -> None:
+        self._held.setdefault(entry.send, []).append(entry.item)
+        last = self._last_call.get(entry.send)
+        due = time.monotonic() if last is None else last + entry.linger
+        if self._held_until is None or due < self._held_until:
+            self._held_until = due
+
+    def _held_wait(self) -> float | None:
+        """How long the outbox may wait for its next item: until the held items are due."""
+        if self._held_until is None:
+            return None
+        return max(self._held_until - time.monotonic(), 0.0)
+
+    def _release_held(self) -> None:
+        held, self._held, self._held_until = self._held, {}, None
+        now = time.monotonic()
+        for send in held:
+            self._last_call[send] = now
+        self._send_gathered(held)
 
     @staticmethod
     def _send_gathered(gathered: dict[Callable[[list[Any]], Any], list[Any]]) -> None:

@@ -148,9 +148,12 @@ def _dispatch_now(order_ids: list[str]) -> None:
 def order_dispatch(order_id: str | UUID, *, countdown: float | None = None) -> None:
     """Queue the order for execution once the current transaction commits (from the outbox
     thread: the caller does not wait for the broker; a lost message is the reconciler's).
-    Orders dispatched while the outbox is busy go out together, in one message."""
+    Orders dispatched while the outbox is busy go out together, in one message, and so do
+    orders that follow one another within DISPATCH_LINGER_MS (one message per linger at most:
+    the first after a quiet spell goes at once)."""
     if countdown is None:
-        transaction.on_commit(lambda: outbox.gather(_dispatch_now, str(order_id)))
+        linger = settings.DISPATCH_LINGER_MS / 1000
+        transaction.on_commit(lambda: outbox.gather(_dispatch_now, str(order_id), linger=linger))
         return
     send = partial(_execute_one, str(order_id), countdown)
     transaction.on_commit(lambda: outbox.run(send))

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -136,3 +140,67 @@ def test_gathered_dispatches_go_out_in_messages_of_at_most_batch_max(n, sizes) -
     ]
     sent = [i for _, kw, _ in messages for i in kw.get("order_ids", [kw.get("order_id")])]
     assert sent == ids
+
+
+def test_orders_dispatched_within_the_linger_share_one_message(
+    settings, django_capture_on_commit_callbacks
+) -> None:
+    """DISPATCH_LINGER_MS: the first dispatch after a quiet spell goes at once; those within the
+    linger of it wait and go out together (here released by the flush, as at shutdown)."""
+    from engine.events import outbox
+
+    settings.DISPATCH_LINGER_MS = 60_000
+    outbox.flush()
+    outbox._last_call.clear()  # a quiet spell (the outbox thread is idle after the flush)
+    ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(3)]
+    for order_id in ids:
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.order_dispatch(order_id)
+        if order_id == ids[0]:
+            for _ in range(500):  # the first went out at once: wait for the outbox to send it
+                if queued():
+                    break
+                time.sleep(0.01)
+            assert [kw for _, kw, _ in queued()] == [{"order_id": ids[0]}]
+    assert len(queued()) == 1  # the others are held
+    outbox.flush()
+    assert [kw for _, kw, _ in queued()] == [{"order_id": ids[0]}, {"order_ids": ids[1:]}]
+
+
+def test_no_linger_dispatches_each_order_as_it_comes(
+    settings, django_capture_on_commit_callbacks
+) -> None:
+    from engine.events import outbox
+
+    settings.DISPATCH_LINGER_MS = 0
+    ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(2)]
+    for order_id in ids:
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.order_dispatch(order_id)
+        outbox.flush()
+    assert [kw for _, kw, _ in queued()] == [{"order_id": i} for i in ids]
+
+
+@pytest.mark.parametrize(
+    ("env", "linger"),
+    [
+        ({}, 0.0),  # the defaults: one order per process
+        ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4"}, 20.0),  # 16 together
+        ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4", "DISPATCH_LINGER_MS": "5"}, 5.0),
+    ],
+)
+def test_the_linger_defaults_on_only_when_orders_execute_together(env, linger) -> None:
+    code = "from django.conf import settings; print(settings.DISPATCH_LINGER_MS)"
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ORDER_CONCURRENCY", "WORKER_PROCESSES", "DISPATCH_LINGER_MS")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert float(out.stdout.strip().splitlines()[-1]) == linger

@@ -330,6 +330,43 @@ async def test_refreshes_queued_first_go_out_in_one_call_before_the_batchs_updat
     assert done == ["refresh a1,b2,a3", "publish 1", "publish 2", "publish 3", "dispatch a,b,a"]
 
 
+async def wait_for(done: list[str], entry: str) -> None:
+    """Until the outbox has done `entry` (ten seconds at most)."""
+    for _ in range(1000):
+        if entry in done:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{entry!r} never came: {done}")
+
+
+async def test_a_lingering_item_after_a_quiet_spell_goes_at_once_and_the_next_are_held(
+    done: list[str],
+) -> None:
+    """With `linger`, the first item goes out at once; those that come within `linger` of that
+    call are held, together, until it has passed (or a flush); messages are never held."""
+    dispatch = recorder(done, "dispatch")
+    outbox.gather(dispatch, "a", linger=60.0)
+    await wait_for(done, "dispatch a")  # not held: nothing had gone out for this send yet
+
+    outbox.gather(dispatch, "b", linger=60.0)
+    outbox.publish([{"type": "order.update", "order_id": "c", "seq": 1}])
+    outbox.gather(dispatch, "c", linger=60.0)
+    await wait_for(done, "publish 1")  # the update went out; the dispatches wait
+    await asyncio.to_thread(outbox.flush)  # a flush releases them, in one call
+    assert done == ["dispatch a", "publish 1", "dispatch b,c"]
+
+
+async def test_held_items_go_out_once_the_linger_has_passed(done: list[str]) -> None:
+    """No flush needed: the outbox wakes up for the held items when they are due."""
+    dispatch = recorder(done, "dispatch")
+    outbox.gather(dispatch, "a", linger=0.2)
+    await wait_for(done, "dispatch a")
+    outbox.gather(dispatch, "b", linger=0.2)
+    outbox.gather(dispatch, "c", linger=0.2)
+    await wait_for(done, "dispatch b,c")
+    assert done == ["dispatch a", "dispatch b,c"]
+
+
 # --- WebSocket clients on the pub/sub layer -----------------------------------------------------
 
 

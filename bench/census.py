@@ -158,6 +158,14 @@ def main() -> int:
         help="execute the orders N at a time in one engine.execute_orders, as a pool process "
         "whose share of ORDER_CONCURRENCY is N does (engine.lockstep); a divisor of --orders",
     )
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="sleep this long after each order (or group): the same work after an idle spell, "
+        "as a process woken for each order at a steady rate does it",
+    )
     parser.add_argument("--cprofile", action="store_true", help="also list the top functions")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--sort", default="tottime", help="pstats order: tottime, cumulative…")
@@ -264,6 +272,8 @@ def main() -> int:
             profiler.enable()
         for i in range(args.warmup, args.warmup + args.orders, args.together):
             group(i)
+            if args.pause:
+                time.sleep(args.pause / 1000)  # no CPU counted: thread and process time
         if profiler:
             profiler.disable()
     flush()
@@ -273,7 +283,8 @@ def main() -> int:
     thread_cpu = time.thread_time() - thread_start
     n = args.orders
     how = "one at a time" if args.together == 1 else f"{args.together} together"
-    print(f"\n{n} orders, {how}, in-process (capacity settings, LOG_LEVEL WARNING)")
+    paused = f", {args.pause:g} ms pause after each" if args.pause else ""
+    print(f"\n{n} orders, {how}{paused}, in-process (capacity settings, LOG_LEVEL WARNING)")
     if profiler:
         print("(cProfile is on: every CPU figure is inflated by its overhead)")
     print()

@@ -34,14 +34,16 @@ def test_a_backend_that_cannot_be_read_gives_none() -> None:
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.parametrize("together", [1, 2])
-def test_the_census_counts_orders_executed_one_at_a_time_and_together(together) -> None:
+@pytest.mark.parametrize(("together", "pause"), [(1, None), (2, None), (1, "5")])
+def test_the_census_counts_orders_executed_one_at_a_time_and_together(together, pause) -> None:
     """The census run as documented, on this test's database and Redis: every order confirmed
-    (it asserts so itself), and its table names the task's step."""
+    (it asserts so itself), and its table names the task's step; `--pause` sleeps between
+    orders."""
     from tests.conftest import service_env
 
     env = service_env(DEX_QUOTE_LATENCY_MS="0", DEX_EXECUTION_LATENCY_MS="0")
     command = ["-m", "bench.census", "--orders", "4", "--warmup", "2", "--together", str(together)]
+    command += ["--pause", pause] if pause else []
     result = subprocess.run(
         [sys.executable, *command],
         env=env,
@@ -52,4 +54,6 @@ def test_the_census_counts_orders_executed_one_at_a_time_and_together(together) 
     assert result.returncode == 0, result.stderr[-3000:]
     step = "order_execute (the task)" if together == 1 else "execute_orders (the task, 2 together)"
     assert step in result.stdout
-    assert "4 orders, " + ("one at a time" if together == 1 else "2 together") in result.stdout
+    how = "one at a time" if together == 1 else "2 together"
+    how += f", {pause} ms pause after each" if pause else ""
+    assert f"4 orders, {how}, in-process" in result.stdout

@@ -200,8 +200,9 @@ WORKER_NICE = env.int("WORKER_NICE", default=10)
 # Fresh orders dispatched within this long of the previous dispatch wait for it to pass and go
 # out together, one broker message for several (engine.tasks.order_dispatch). Worth it when a pool
 # process executes several orders together; one order at a time (the default) gains nothing.
-DISPATCH_LINGER_MS = env.float(
-    "DISPATCH_LINGER_MS", default=20.0 if ORDER_CONCURRENCY > CELERY_WORKER_CONCURRENCY else 0.0
+DISPATCH_LINGER_MS = float(
+    env.str("DISPATCH_LINGER_MS", default="")
+    or (20.0 if ORDER_CONCURRENCY > CELERY_WORKER_CONCURRENCY else 0.0)
 )
 CELERY_TASK_DEFAULT_QUEUE = "orders"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -187,6 +187,8 @@ def test_no_linger_dispatches_each_order_as_it_comes(
         ({}, 0.0),  # the defaults: one order per process
         ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4"}, 20.0),  # 16 together
         ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4", "DISPATCH_LINGER_MS": "5"}, 5.0),
+        ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4", "DISPATCH_LINGER_MS": ""}, 20.0),
+        ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4", "DISPATCH_LINGER_MS": "0"}, 0.0),
     ],
 )
 def test_the_linger_defaults_on_only_when_orders_execute_together(env, linger) -> None:

@@ -81,6 +81,10 @@ def row_load(model: type[Model], field: str, value: Any, *, lock: bool = False) 
     return None if row is None else _instance(model, names, converters, row, connection)
 
 
+#: `rows_load`'s statement per (model, field, lock), written on its first use.
+_many_loads: dict[tuple[type[Model], str, bool], str] = {}
+
+
 def rows_load(
     model: type[Model], field: str, values: list[Any], *, lock: bool = False
 ) -> list[Any]:
@@ -97,14 +101,17 @@ def rows_load(
     if lock:
         require_transaction(connection)
     _, names, converters = compiled
-    quote = connection.ops.quote_name
     target = _target(model, field)
-    columns = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
-    sql = (
-        f"SELECT {columns} FROM {quote(model._meta.db_table)} "
-        f"WHERE {quote(target.column)} = ANY(%s) ORDER BY {quote(target.column)}"
-        + (" FOR UPDATE" if lock else "")
-    )
+    key = (model, field, lock)
+    sql = _many_loads.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in model._meta.concrete_fields)
+        sql = _many_loads[key] = (
+            f"SELECT {columns} FROM {quote(model._meta.db_table)} "
+            f"WHERE {quote(target.column)} = ANY(%s) ORDER BY {quote(target.column)}"
+            + (" FOR UPDATE" if lock else "")
+        )
     with connection.cursor() as cursor:
         cursor.execute(sql, [[target.get_db_prep_value(v, connection) for v in values]])
         rows = cursor.fetchall()

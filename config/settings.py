@@ -116,7 +116,8 @@ DATABASES = {
         "DATABASE_URL", default=f"postgres://{getpass.getuser()}@localhost:5432/orderengine"
     )
 }
-DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+# Django's PostgreSQL backend, its JSON columns encoded by orjson (config/db/base.py says how).
+DATABASES["default"]["ENGINE"] = "config.db"
 DATABASES["default"].setdefault("OPTIONS", {})
 # Fail fast when PostgreSQL is down: the API answers 503 instead of hanging. A new connection
 # gives up after DB_CONNECT_TIMEOUT; a request waiting for a pooled one (PostgreSQL down, the

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from config.fastjson import dumpb
 from engine.redis import redis_client
 
 logger = logging.getLogger(__name__)
@@ -37,11 +38,9 @@ def orders_cache_store(entries: list[CacheEntry]) -> None:
             if not live:
                 pipe.delete(doc_key, events_key)
                 continue
-            pipe.set(doc_key, json.dumps(order, separators=(",", ":")), ex=ttl)
+            pipe.set(doc_key, dumpb(order), ex=ttl)
             if events:
-                pipe.zadd(
-                    events_key, {json.dumps(e, separators=(",", ":")): e["seq"] for e in events}
-                )
+                pipe.zadd(events_key, {dumpb(e): e["seq"] for e in events})
             pipe.expire(events_key, ttl)
         pipe.execute()
     except redis.RedisError:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import os
 import queue
@@ -39,6 +38,8 @@ from channels_redis.utils import _consistent_hash, _wrap_close, decode_hosts
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from config.fastjson import dumps
+
 logger = logging.getLogger(__name__)
 
 FIREHOSE_GROUP = "orders.firehose"
@@ -55,7 +56,7 @@ def event_message(wire: dict[str, Any]) -> dict[str, Any]:
         "type": "order.update",
         "order_id": wire["orderId"],
         "seq": wire["seq"],
-        "text": json.dumps(wire, separators=(",", ":")),
+        "text": dumps(wire),
     }
 
 

@@ -23,6 +23,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
+from config.fastjson import dumps
 from engine.events import FIREHOSE_GROUP, order_group
 from engine.wire import event_to_wire
 from orders.middleware import database_pool_check
@@ -38,7 +39,7 @@ CLOSE_UNAVAILABLE = 4503
 
 
 def _dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"))
+    return dumps(data)
 
 
 def _parse_uuid(value: str | None) -> str | None:

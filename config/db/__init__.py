@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend, with the JSON columns' values encoded by `config.fastjson`."""

@@ -38,10 +38,6 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_UNAVAILABLE = 4503
 
 
-def _dumps(data: dict[str, Any]) -> str:
-    return dumps(data)
-
-
 def _parse_uuid(value: str | None) -> str | None:
     try:
         return str(UUID(str(value)))
@@ -85,11 +81,11 @@ def _order_exists(order_id: str) -> bool:
 @_on_db_thread
 def _events_after(order_id: str, seq: int) -> list[str]:
     events = OrderEvent.objects.filter(order_id=order_id, seq__gt=seq).order_by("seq")
-    return [_dumps(event_to_wire(e)) for e in events]
+    return [dumps(event_to_wire(e)) for e in events]
 
 
 def _error(code: str, message: str, **extra: Any) -> str:
-    return _dumps({"type": "error", "error": code, "message": message, **extra})
+    return dumps({"type": "error", "error": code, "message": message, **extra})
 
 
 class OrderFeedConsumer(AsyncWebsocketConsumer):
@@ -266,7 +262,7 @@ class FirehoseConsumer(OrderFeedConsumer):
             return
         action = message["action"]
         if action == "ping":
-            await consumer.send(text_data=_dumps({"type": "pong"}))
+            await consumer.send(text_data=dumps({"type": "pong"}))
             return
         if action not in ("subscribe", "unsubscribe"):
             await consumer.send(text_data=_error("unknown_action", f"unknown action {action!r}"))
@@ -277,7 +273,7 @@ class FirehoseConsumer(OrderFeedConsumer):
             return
         if action == "unsubscribe":
             await consumer.unsubscribe(order_id)
-            await consumer.send(text_data=_dumps({"type": "unsubscribed", "orderId": order_id}))
+            await consumer.send(text_data=dumps({"type": "unsubscribed", "orderId": order_id}))
             return
         if order_id not in consumer.last_seq and len(consumer.last_seq) >= MAX_SUBSCRIPTIONS:
             await consumer.send(
@@ -291,7 +287,7 @@ class FirehoseConsumer(OrderFeedConsumer):
                 text_data=_error("not_found", f"no order {order_id}", orderId=order_id)
             )
             return
-        await consumer.send(text_data=_dumps({"type": "subscribed", "orderId": order_id}))
+        await consumer.send(text_data=dumps({"type": "subscribed", "orderId": order_id}))
         await consumer.subscribe(order_id)
 
 
@@ -308,11 +304,11 @@ class OrderExecuteConsumer(OrderFeedConsumer):
             return
         status, body = await _submit_from_socket(text_data, self.scope)
         if status >= 400:
-            await self.send(text_data=_dumps({"type": "error", **body}))
+            await self.send(text_data=dumps({"type": "error", **body}))
             await self.close(code=CLOSE_BAD_REQUEST)
             return
         self.order_id = body["orderId"]
-        await self.send(text_data=_dumps({"type": "order.accepted", "order": body}))
+        await self.send(text_data=dumps({"type": "order.accepted", "order": body}))
         await self.subscribe(self.order_id)
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from dex.models import ChainTransaction
 from engine import tasks
 from engine.tasks import BATCH_MAX, execute_orders_task
 from orders.models import Order, OrderStatus
-from tests.conftest import orders_create
+from tests.conftest import orders_create, until
 
 pytestmark = pytest.mark.django_db
 
@@ -157,10 +156,7 @@ def test_orders_dispatched_within_the_linger_share_one_message(
         with django_capture_on_commit_callbacks(execute=True):
             tasks.order_dispatch(order_id)
         if order_id == ids[0]:
-            for _ in range(500):  # the first went out at once: wait for the outbox to send it
-                if queued():
-                    break
-                time.sleep(0.01)
+            until(queued, timeout=5)  # the first went out at once: wait for the outbox to send it
             assert [kw for _, kw, _ in queued()] == [{"order_id": ids[0]}]
     assert len(queued()) == 1  # the others are held
     outbox.flush()

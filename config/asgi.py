@@ -18,6 +18,7 @@ from django.conf import settings  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
 from config.heap import heap_freeze  # noqa: E402
+from config.warmup import web_warm  # noqa: E402
 from orders.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -42,7 +43,9 @@ application = ProtocolTypeRouter(
     }
 )
 
-# Every view imported now (Django imports them on the first request), and then what the process
-# holds from here on kept out of the garbage collector's full passes (config.heap).
+# Every view imported now (Django imports them on the first request), connections opened and
+# threads started (config.warmup), and then what the process holds from here on kept out of the
+# garbage collector's full passes (config.heap).
 get_resolver().url_patterns  # noqa: B018
+web_warm(django_asgi_app)
 heap_freeze("web")

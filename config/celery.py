@@ -64,9 +64,19 @@ def _freeze_the_worker(**kwargs: object) -> None:
     heap_freeze("worker")
 
 
-@worker_process_init.connect
-def _freeze_the_pool_process(**kwargs: object) -> None:
-    """And each pool process's, once forked: what the fork added since (config.heap)."""
-    from config.heap import heap_freeze
+@worker_init.connect
+def _ready_each_pool_process(**kwargs: object) -> None:
+    """Connected at worker start, after Celery's Django fixup has connected its own
+    worker_process_init handler (which closes the connections a fork inherited), so that the
+    warm-up's connection is opened after that, not closed by it."""
+    worker_process_init.connect(_ready_the_pool_process, weak=False)
 
+
+def _ready_the_pool_process(**kwargs: object) -> None:
+    """Each pool process, once forked: connected and warmed up before its first task
+    (config.warmup), then what it holds frozen out of full garbage collections (config.heap)."""
+    from config.heap import heap_freeze
+    from config.warmup import pool_warm
+
+    pool_warm()
     heap_freeze("worker pool process")

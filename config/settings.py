@@ -109,6 +109,9 @@ TEMPLATES = [
 # Threads that run HTTP requests under daphne, each request start to finish on one of them
 # (config/handler.py says why).
 HTTP_THREADS = env.int("HTTP_THREADS", default=4)
+# daphne and each pool process open their connections, load the token registry and the market
+# and start their threads before the first request or task instead of during it (config.warmup).
+WARMUP = env.bool("WARMUP", default=True)
 
 # --- PostgreSQL (psycopg 3) -------------------------------------------------------------------
 DATABASES = {

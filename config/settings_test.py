@@ -10,6 +10,7 @@ os.environ.setdefault("DEX_FAILURE_RATE", "0")
 os.environ.setdefault("DEX_SEED", "7")
 os.environ.setdefault("ORDER_RATE_LIMIT", "0")
 os.environ.setdefault("ORDER_RETRY_BACKOFF_SECONDS", "0.05")
+os.environ.setdefault("WARMUP", "0")  # tests of the warm-up turn it on (tests/ops/test_warmup.py)
 
 from config.settings import *  # noqa: F403
 

@@ -98,6 +98,10 @@ class Outbox:
                 threading.Thread(target=self._run, name="outbox", daemon=True).start()
                 self._pid = os.getpid()
 
+    def start(self) -> None:
+        """Start this process's outbox thread now rather than at its first effect."""
+        self._ensure_thread()
+
     def run(self, effect: Callable[[], Any]) -> None:
         """Run a synchronous side effect on the outbox thread, after those queued before it."""
         self._ensure_thread()
@@ -500,6 +504,13 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
             for channel, data in items:
                 pipe.publish(channel, data)
             pipe.execute()
+
+    def connect_blocking(self) -> None:
+        """Open `group_send_blocking`'s connections now (a process's warm-up) instead of at
+        its first publish."""
+        if self.can_send_blocking:
+            for index in range(len(self._hosts)):
+                self._blocking_client(index).ping()
 
     def _blocking_client(self, index: int) -> redis.Redis:
         if self._blocking_pid != os.getpid():  # forked: the parent's connections are not ours

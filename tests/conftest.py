@@ -155,6 +155,7 @@ def service_env(**extra: str) -> dict[str, str]:
         "ORDER_RETRY_BACKOFF_SECONDS": "0.05",
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        "WARMUP": "1",  # as served (the suite's own process runs with it off)
     }
     env.update(extra)
     return env

@@ -5,7 +5,7 @@ the Redis clients, the broker's producer), the token registry, the market query,
 thread, the HTTP threads. A fresh daphne answered its first POSTs in 20-23 ms against 8-10 ms
 for the next ones, one at a time, and a pool process took 42 ms over its first order task against
 10; under a steady 100 POST/s from a cold start those first uses fell together, and the first
-0.4 s of requests took 10-75 ms each, a third of a 3 000-request run's slowest percent.
+0.3 s of requests took 10-75 ms each: 13 of a 3 000-request run's slowest 29.
 
 So daphne (`config.asgi`, before it serves) and each pool process (`worker_process_init`) run
 those first uses at startup. Each step is best effort: one that fails (PostgreSQL or Redis

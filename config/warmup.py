@@ -2,8 +2,9 @@
 
 Everything a request or an order task touches first is set up lazily: connections (PostgreSQL,
 the Redis clients, the broker's producer), the token registry, the market query, the outbox
-thread, the HTTP threads. A fresh daphne answered its first POSTs in 20-23 ms against 8-10 ms
-for the next ones, one at a time, and a pool process took 42 ms over its first order task against
+thread, the HTTP threads, the Celery app (finalized at the first dispatch). A fresh daphne
+answered its first POSTs in 20-23 ms against 7-10 ms for the next ones, one at a time (12.7 and
+10.0 ms warmed up), and a pool process took 42 ms over its first order task against
 10; under a steady 100 POST/s from a cold start those first uses fell together, and the first
 0.3 s of requests took 10-75 ms each: 13 of a 3 000-request run's slowest 29.
 
@@ -43,7 +44,7 @@ def web_warm(handler: Any) -> list[str]:
                 *_common_steps(),
                 ("request validation", _validate_sample),
                 ("django cache", _django_cache),
-                ("broker producer", _broker_producer),
+                ("task dispatch", _task_dispatch),
             ],
             process="web",
         )
@@ -167,11 +168,19 @@ def _channel_layer() -> None:
         connect()
 
 
-def _broker_producer() -> None:
-    """A producer from the pool `apply_async` takes its producers from, with its connection
-    open (the outbox's dispatches then find it ready)."""
+def _task_dispatch() -> None:
+    """What the first dispatch would do on the outbox thread: the Celery app finalized (its
+    task registry built, a few modules imported), the execution tasks bound, the result
+    backend looked up (through the installed packages' entry points), and a producer from the
+    pool `apply_async` takes its producers from opened. Done there, under the first requests,
+    that held the interpreter lock for tens of milliseconds (a py-spy profile of a cold start)."""
     from config.celery import app
+    from engine.tasks import execute_order_task, execute_orders_task
 
+    app.finalize(auto=True)
+    for task in (execute_order_task, execute_orders_task):
+        task.backend  # noqa: B018 - a property that loads the backend once
+    app.amqp.router  # noqa: B018 - likewise, the router every message goes through
     with app.producer_or_acquire() as producer:
         producer.connection.ensure_connection(max_retries=1)
 

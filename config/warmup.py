@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,14 @@ def web_warm(handler: Any) -> list[str]:
     Returns the steps that failed."""
     if not settings.WARMUP:
         return []
+    pair: list[Any] = []
     try:
         return _run(
             [
                 ("database", connection.ensure_connection),
                 ("http threads", lambda: _start_threads(handler.threads, settings.HTTP_THREADS)),
-                *_common_steps(),
-                ("request validation", _validate_sample),
+                *_common_steps(pair),
+                ("request validation", lambda: _validate_sample(pair)),
                 ("django cache", _django_cache),
                 ("task dispatch", _task_dispatch),
             ],
@@ -58,15 +59,17 @@ def pool_warm() -> list[str]:
     if not settings.WARMUP:
         return []
     return _run(
-        [("database", connection.ensure_connection), *_common_steps()],
+        [("database", connection.ensure_connection), *_common_steps([])],
         process="worker pool process",
     )
 
 
-def _common_steps() -> list[tuple[str, Callable[[], Any]]]:
+def _common_steps(pair: list[Any]) -> list[tuple[str, Callable[[], Any]]]:
+    """The steps both kinds of process run; the registry step leaves its first two tokens in
+    `pair` for the steps after it (one query for all of them)."""
     return [
-        ("token registry", _tokens),
-        ("market", _market),
+        ("token registry", lambda: _tokens(pair)),
+        ("market", lambda: _market(pair)),
         ("redis", _redis),
         ("channel layer", _channel_layer),
         ("outbox", _outbox),
@@ -79,15 +82,17 @@ _NEEDS_DATABASE = {"token registry", "market", "request validation"}
 def _run(steps: list[tuple[str, Callable[[], Any]]], *, process: str) -> list[str]:
     started = time.perf_counter()
     failed: list[str] = []
+    database_down = False
     for name, step in steps:
-        if name in _NEEDS_DATABASE and "database" in failed:
+        if database_down and name in _NEEDS_DATABASE:
             failed.append(name)
             continue
         try:
             step()
         except Exception as error:  # a warm-up never stops a process from starting
             logger.warning("%s warm-up: %s failed: %s", process, name, error)
-            failed.append("database" if _database_error(error) else name)
+            failed.append(name)
+            database_down = database_down or isinstance(error, DatabaseError)
     logger.info(
         "%s warmed up in %.0f ms%s",
         process,
@@ -95,12 +100,6 @@ def _run(steps: list[tuple[str, Callable[[], Any]]], *, process: str) -> list[st
         f" (failed: {', '.join(failed)})" if failed else "",
     )
     return failed
-
-
-def _database_error(error: Exception) -> bool:
-    from django.db import DatabaseError
-
-    return isinstance(error, DatabaseError)
 
 
 def _start_threads(executor: Any, count: int) -> None:
@@ -113,34 +112,30 @@ def _start_threads(executor: Any, count: int) -> None:
         future.result(timeout=10)
 
 
-def _tokens() -> None:
+def _tokens(pair: list[Any]) -> None:
     from dex.tokens import token_list
 
-    token_list()
+    pair[:] = token_list()[:2]
 
 
-def _market() -> None:
+def _market(pair: list[Any]) -> None:
     from dex.router import market_load
-    from dex.tokens import token_list
 
-    tokens = token_list()
-    if len(tokens) >= 2:
-        market_load([(tokens[0], tokens[1])])
+    if len(pair) == 2:
+        market_load([(pair[0], pair[1])])
 
 
-def _validate_sample() -> None:
+def _validate_sample(pair: list[Any]) -> None:
     """The order serializer run once on a well-formed request (it builds its fields and
     validators on first use); valid or not, nothing is written."""
-    from dex.tokens import token_list
     from orders.serializers import OrderSubmitSerializer
 
-    tokens = token_list()
-    if len(tokens) < 2:
+    if len(pair) < 2:
         return
     body = {
         "walletAddress": _WALLET,
-        "tokenIn": tokens[0].symbol,
-        "tokenOut": tokens[1].symbol,
+        "tokenIn": pair[0].symbol,
+        "tokenOut": pair[1].symbol,
         "amountIn": "1",
         "orderType": "market",
     }

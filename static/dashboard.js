@@ -16,6 +16,7 @@
   const MAX_FOLLOWED = 20;
   const CHART_MINUTES = 30;
   const METRICS_EVERY_MS = 10000;
+  const METRICS_SOON_MS = 1000; // after an order ends: the header's "last min" catches up
   const HEARTBEAT_MS = 15000;
   const SILENCE_LIMIT_MS = 40000;
   const BACKOFF_MIN_MS = 500;
@@ -210,6 +211,9 @@
     state.rate.push(Date.now());
     countEvent(ev, t);
     chartFromEvent(ev, t);
+    // The header's "confirmed/failed · last min" come from the server's snapshot, not from the
+    // socket: fetch it soon after an order ends rather than at the next 10 s tick.
+    if (TERMINAL.has(ev.status) && !ev.willRetry) scheduleMetrics(METRICS_SOON_MS);
 
     let r = state.rows.get(id);
     const watched = state.following.has(id) || state.selected === id;

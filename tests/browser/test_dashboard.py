@@ -78,6 +78,8 @@ def test_an_operator_submits_an_order_and_watches_it_confirm(
     )
     confirmed_before = count(page, "confirmed")
     assert confirmed_before >= 12
+    last_minute_before = int(page.locator("#kpi-confirmed").inner_text())
+    assert last_minute_before >= 12
 
     # The static files come from the project itself, with DEBUG off.
     css = httpx.get(f"http://127.0.0.1:{port}/static/dashboard.css")
@@ -95,6 +97,12 @@ def test_an_operator_submits_an_order_and_watches_it_confirm(
         f"Number(document.querySelector('[data-count=\"confirmed\"]').textContent"
         f".replace(/,/g, '')) > {confirmed_before}",
         timeout=15_000,
+    )
+    # The header's "confirmed · last min" (the server's snapshot) follows within a second or
+    # so of the order's end, not at the next 10 s refresh.
+    page.wait_for_function(
+        f"Number(document.querySelector('#kpi-confirmed').textContent) > {last_minute_before}",
+        timeout=5_000,
     )
 
     stored = httpx.get(f"http://127.0.0.1:{port}/api/orders/{order_id}").json()

@@ -4,12 +4,13 @@ import os
 
 import django
 
-from config.handler import OneHopASGIHandler
+from config.handler import OneHopASGIHandler, daphne_bodies_to_django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
 # Not get_asgi_application()'s handler: this one runs a request in one worker-thread call.
 django_asgi_app = OneHopASGIHandler()
+daphne_bodies_to_django()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -56,6 +56,32 @@ from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
 
+def daphne_bodies_to_django() -> None:
+    """Leave request bodies to Django: daphne's requests stop Twisted from parsing form uploads.
+
+    Twisted's `Request` parses every POST whose Content-Type is a form into `request.args`, which
+    daphne never reads (it hands the raw body to the application). A malformed multipart body
+    fails that parse, and Twisted answers a bare `400 Bad Request`, with no body and nothing
+    logged, before daphne or Django see the request (django/daphne#325, #447): the API's JSON
+    error and its log line were lost. Twisted's `parsePOSTFormSubmission=False` turns the parse
+    off; Django then answers as it does for any other body (the API: 415, as it takes JSON only;
+    a form view: its own 400). Called before daphne builds its first request (config.asgi);
+    daphne's HTTP factory looks the class up by name for every connection."""
+    from daphne import http_protocol
+
+    if getattr(http_protocol.WebRequest, "bodies_to_django", False):
+        return
+
+    class WebRequest(http_protocol.WebRequest):
+        bodies_to_django = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["parsePOSTFormSubmission"] = False
+            super().__init__(*args, **kwargs)
+
+    http_protocol.WebRequest = WebRequest  # type: ignore[misc]
+
+
 async def _replay(chunks: list[Any]) -> AsyncIterator[Any]:
     for chunk in chunks:
         yield chunk

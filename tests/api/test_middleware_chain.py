@@ -289,3 +289,16 @@ def test_daphne_serves_the_api_and_the_static_files(services) -> None:
             headers={"content-type": "application/json"},
         )
         assert too_big.status_code == 413 and too_big.json()["error"] == "payload_too_large"
+
+        # A malformed form upload reaches Django, which answers in JSON (Twisted used to answer
+        # a bare 400 with no body, before daphne or Django saw the request).
+        for content_type, body in (
+            ("multipart/form-data; boundary=x", b'{"walletAddress": "x"}'),
+            ("multipart/form-data", b"--x\r\nnot a part\r\n"),
+            ("application/x-www-form-urlencoded", b"a=1&b=%ZZ"),
+        ):
+            refused = client.post(
+                "/api/orders/execute", content=body, headers={"content-type": content_type}
+            )
+            assert refused.status_code == 415, (content_type, refused.text)
+            assert refused.json()["error"] == "unsupported_media_type"

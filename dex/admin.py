@@ -8,7 +8,7 @@ command does; that is what a waiting sniper order is waiting for.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from django import forms
@@ -34,13 +34,14 @@ def human(value: Decimal | int | None, places: int = 8) -> str:
     value = Decimal(value)
     if value == 0:
         return "0"
-    if abs(value) >= 1000:
-        return f"{value.quantize(Decimal('0.01')):,.2f}".rstrip("0").rstrip(".")
-    if abs(value) >= 1:
-        return f"{value.quantize(Decimal('0.0001')):,.4f}".rstrip("0").rstrip(".")
-    # Small prices (memecoins): keep `places` significant digits, no exponent.
-    quantum = Decimal(1).scaleb(value.adjusted() - places + 1)
-    return format(value.quantize(quantum).normalize(), "f")
+    with localcontext(prec=90):  # room for a NUMERIC(40) reserve with its decimals shown
+        if abs(value) >= 1000:
+            return f"{value.quantize(Decimal('0.01')):,.2f}".rstrip("0").rstrip(".")
+        if abs(value) >= 1:
+            return f"{value.quantize(Decimal('0.0001')):,.4f}".rstrip("0").rstrip(".")
+        # Small prices (memecoins): keep `places` significant digits, no exponent.
+        quantum = Decimal(1).scaleb(value.adjusted() - places + 1)
+        return format(value.quantize(quantum).normalize(), "f")
 
 
 def whole(units: Decimal | int, decimals: int) -> Decimal:

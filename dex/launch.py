@@ -8,11 +8,13 @@ ValueError with a sentence when asked for something impossible.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 import base58
 from django.conf import settings
@@ -34,6 +36,10 @@ DEFAULT_RESERVE_IN_QUOTE = {
 DEFAULT_PRICE_IN_QUOTE = {"SOL": Decimal("0.0000002"), "USDC": Decimal("0.00003")}
 LAUNCH_BIN_STEP = 100  # memecoin DLMM pools use wide bins
 LAUNCH_SPREAD_BPS = {"raydium": 150, "meteora": -150}  # 3 % apart, as the seed pairs
+# Each side of a launched pool, in base units. Fewer than the least and a trade rounds to nothing
+# and the pool's price is not defined (an empty side); the most leaves the NUMERIC(40) reserve
+# columns room for every trade and drift step to come (the seed pools hold up to about 10^16).
+LAUNCH_RESERVE_UNITS = (1_000, 10**30)
 
 
 def mint_generate(symbol: str) -> str:
@@ -114,16 +120,48 @@ def token_launch(
         ).exists():
             continue
         spread = LAUNCH_SPREAD_BPS[venue] if len(venues) > 1 else 0
+        fields = _launch_fields(
+            venue=venue,
+            token=token,
+            quote=quote,
+            price=price * (1 + Decimal(spread) / 10_000),
+            reserve=reserve,
+            spread=spread,
+        )
+        created.append(models.Pool.objects.create(token_a=token_row, token_b=quote_row, **fields))
+    return created
+
+
+def _launch_fields(
+    *, venue: str, token: Token, quote: Token, price: Decimal, reserve: Decimal, spread: int
+) -> dict[str, Any]:
+    """The new pool's fields, refused (ValueError) when the price and the liquidity, in the
+    tokens' decimals, would leave a side empty or too large to trade on: such a pool had no
+    price, and the drift, the routing and the admin's pool list all failed on it."""
+    fields: dict[str, Any] | None = None
+    with contextlib.suppress(ArithmeticError):  # a DLMM bin price below what Q64.64 can hold
         fields = pool_fields(
             venue=venue,
             symbol_a=token.symbol,
             symbol_b=quote.symbol,
             decimals_a=token.decimals,
             decimals_b=quote.decimals,
-            price=price * (1 + Decimal(spread) / 10_000),
+            price=price,
             value_in_b=reserve * 2,
             bin_step=LAUNCH_BIN_STEP,
             spread_bps=spread,
         )
-        created.append(models.Pool.objects.create(token_a=token_row, token_b=quote_row, **fields))
-    return created
+    least, most = LAUNCH_RESERVE_UNITS
+    sides = (fields["reserve_a"], fields["reserve_b"]) if fields else None
+    if sides is None or not all(least <= units <= most for units in sides):
+        held = ""
+        if sides is not None:
+            held = f" (it would hold {sides[0]} base units of {token.symbol}, {sides[1]} of "
+            held += f"{quote.symbol})"
+        raise ValueError(
+            f"a {venue} pool at {price.normalize():f} {quote.symbol} per {token.symbol} with "
+            f"{reserve.normalize():f} {quote.symbol} of liquidity cannot trade{held}: each side "
+            f"needs {least:,} to 10^30 base units ({token.symbol} has {token.decimals} "
+            "decimals); change the price or the liquidity"
+        )
+    return fields

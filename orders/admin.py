@@ -462,6 +462,20 @@ class OrderAdmin(admin.ModelAdmin):
 
     # -- the two actions, through the same services as the API --------------------------------
 
+    def response_action(self, request: HttpRequest, queryset: QuerySet[Order]) -> Any:
+        """Refuse an action whose selection holds something that is not an order id (a stale or
+        hand-made form): Django's admin filters on it as it stands, and the UUID field's
+        ValidationError would be a 500. The operator gets a message and the list again."""
+        selected = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+        invalid = [value for value in selected if _uuid_or_none(value) is None]
+        if invalid:
+            shown = ", ".join(repr(value[:40]) for value in invalid[:3])
+            self.message_user(
+                request, f"Nothing was done: not an order id: {shown}.", messages.ERROR
+            )
+            return None
+        return super().response_action(request, queryset)
+
     @admin.action(description="Requeue selected failed/expired orders (through the engine)")
     def requeue_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         by = request.user.get_username()

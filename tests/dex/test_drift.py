@@ -47,6 +47,23 @@ def test_a_step_moves_every_pair_and_its_pools() -> None:
     assert len(changed) > len(before) // 2
 
 
+def test_a_pool_with_an_empty_side_stops_only_its_own_pair(caplog) -> None:
+    # A pool no launch can open any more (dex.launch refuses an empty side), written directly:
+    # its price is undefined, so its pair cannot drift; every other pair still must.
+    broken = models.Pool.objects.filter(venue="raydium", token_a__symbol="RAY").get()
+    models.Pool.objects.filter(pk=broken.pk).update(reserve_a=0)
+    broken_pair = models.PairPrice.objects.get(token_a__symbol="RAY")
+    before = _snapshot()
+    moved = market_drift_task()
+    assert moved == models.Pool.objects.exclude(pk=broken.pk).count()
+    after = _snapshot()
+    for pair in models.PairPrice.objects.all():
+        key = f"{pair.token_a_id}/{pair.token_b_id}"
+        steps = 0 if pair.pk == broken_pair.pk else 1
+        assert after[key][1] == before[key][1] + steps, pair
+    assert f"drift skipped pair_id={broken_pair.pk}" in caplog.text
+
+
 def test_the_same_seed_gives_the_same_market() -> None:
     for _ in range(2):
         market_drift_step()

@@ -71,3 +71,28 @@ def test_the_command_prints_what_it_created() -> None:
     assert "pool raydium MOON/SOL" in text and "pool meteora MOON/SOL" in text
     with pytest.raises(CommandError):
         call_command("launch_token", "MOON2", "--price", "-1", stdout=StringIO())
+
+
+@pytest.mark.parametrize(
+    ("symbol", "options", "said"),
+    [
+        # 1 lamport of liquidity: both sides round to (almost) nothing
+        ("DUST", {"reserve_in_quote": Decimal("0.000000001")}, "base units of DUST"),
+        # a whole token worth 10^20 SOL, with no decimals: the token's side is empty
+        ("WHALE", {"price": Decimal("1e20"), "decimals": 0}, "0 base units of WHALE"),
+        # 10^-18 SOL for a token of 18 decimals: below the lowest DLMM bin price
+        ("ATOM18", {"price": Decimal("1e-18"), "decimals": 18}, "cannot trade"),
+        # 10^25 SOL of liquidity: past the room the reserve columns keep for trades
+        ("HUGE", {"reserve_in_quote": Decimal("1e25")}, "base units of HUGE"),
+    ],
+)
+def test_a_launch_that_would_leave_a_pool_unable_to_trade_is_refused_whole(
+    symbol: str, options: dict, said: str
+) -> None:
+    pairs, pools = models.PairPrice.objects.count(), models.Pool.objects.count()
+    with pytest.raises(ValueError, match="change the price or the liquidity") as refused:
+        token_launch(symbol, **options)
+    assert said in str(refused.value)
+    # Nothing of it stays: not the token, its price or a first pool.
+    assert not models.Token.objects.filter(symbol=symbol).exists()
+    assert (models.PairPrice.objects.count(), models.Pool.objects.count()) == (pairs, pools)

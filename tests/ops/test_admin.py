@@ -281,3 +281,41 @@ def test_launch_a_token_from_the_admin(admin_client) -> None:
         url, {"symbol": "SOL", "quote_symbol": "SOL", "venues": ["raydium"], "decimals": 6}
     )
     assert refused.status_code == 200 and "errornote" in refused.content.decode()
+    # A price and liquidity that would leave a pool with an empty side: said on the form.
+    empty = admin_client.post(
+        url,
+        {
+            "symbol": "DUST",
+            "quote_symbol": "SOL",
+            "venues": ["raydium", "meteora"],
+            "liquidity": "0.000000001",
+            "decimals": 6,
+        },
+    )
+    assert empty.status_code == 200
+    assert "change the price or the liquidity" in empty.content.decode()
+    assert not Pool.objects.filter(token_a__symbol="DUST").exists()
+
+
+def test_the_pool_list_shows_reserves_of_any_size(admin_client) -> None:
+    # The largest a launch allows, 10^30 base units, and more: the list still renders.
+    pool = Pool.objects.filter(venue="raydium").first()
+    Pool.objects.filter(pk=pool.pk).update(reserve_a=10**39, reserve_b=10**30)
+    html = page(admin_client, "admin:dex_pool_changelist")
+    assert f"{10**39 // 10**pool.token_a.decimals:,}" in html
+
+
+def test_an_action_on_something_that_is_not_an_order_id_does_nothing_and_says_so(
+    admin_client, submit
+) -> None:
+    failed = fail(submit())
+    response = admin_client.post(
+        reverse(CHANGELIST),
+        {"action": "requeue_orders", "_selected_action": [str(failed.pk), "abc", "\x00"]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    notes = [str(m) for m in response.context["messages"]]
+    assert notes == ["Nothing was done: not an order id: 'abc', '\\x00'."], notes
+    failed.refresh_from_db()
+    assert failed.status == "failed"

@@ -204,9 +204,11 @@ WORKER_NICE = env.int("WORKER_NICE", default=10)
 # Fresh orders dispatched within this long of the previous dispatch wait for it to pass and go
 # out together, one broker message for several (engine.tasks.order_dispatch). Worth it when a pool
 # process executes several orders together; one order at a time (the default) gains nothing.
+# 60 ms: at 100 orders/s a message then carries about six orders instead of two, and an order
+# costs about a quarter less CPU (README, Performance); it waits about 30 ms longer to start.
 DISPATCH_LINGER_MS = float(
     env.str("DISPATCH_LINGER_MS", default="")
-    or (20.0 if ORDER_CONCURRENCY > CELERY_WORKER_CONCURRENCY else 0.0)
+    or (60.0 if ORDER_CONCURRENCY > CELERY_WORKER_CONCURRENCY else 0.0)
 )
 CELERY_TASK_DEFAULT_QUEUE = "orders"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

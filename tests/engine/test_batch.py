@@ -181,9 +181,9 @@ def test_no_linger_dispatches_each_order_as_it_comes(
     ("env", "linger"),
     [
         ({}, 0.0),  # the defaults: one order per process
-        ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4"}, 20.0),  # 16 together
+        ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4"}, 60.0),  # 16 together
         ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4", "DISPATCH_LINGER_MS": "5"}, 5.0),
-        ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4", "DISPATCH_LINGER_MS": ""}, 20.0),
+        ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4", "DISPATCH_LINGER_MS": ""}, 60.0),
         ({"ORDER_CONCURRENCY": "64", "WORKER_PROCESSES": "4", "DISPATCH_LINGER_MS": "0"}, 0.0),
     ],
 )

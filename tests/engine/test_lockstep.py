@@ -7,6 +7,7 @@ pipeline; a crash at any point leaves each order where it resumes, swapped once.
 from __future__ import annotations
 
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -71,6 +72,37 @@ def test_orders_executed_together_travel_as_an_order_executed_alone() -> None:
         assert order.attempts == 1 and order.amount_out > 0
         assert order.tx_hash == order.events.get(status="confirmed").payload["txHash"]
     assert queued() == []
+
+
+@TOGETHER
+def test_a_step_written_together_has_one_time_read_just_before_its_statement(
+    monkeypatch: Any,
+) -> None:
+    """The routing, building and submitted events of all the orders of one step, and the
+    orders' updated_at, are written by one statement and become true at its commit: they carry
+    one timestamp, read after the steps were applied in memory, not one per transition."""
+    from django.utils import timezone
+
+    from engine import transitions
+
+    reads: list[Any] = []
+    real_now = timezone.now
+
+    def now() -> Any:
+        reads.append(real_now())
+        return reads[-1]
+
+    monkeypatch.setattr(transitions, "timezone", SimpleNamespace(now=now))
+    ids = orders_create(4, first_wallet=86, amount="0.1")
+    execute_orders_task(order_ids=ids)
+    assert statuses(ids) == [OrderStatus.CONFIRMED] * 4
+    assert len(reads) == 2  # one for the first three steps of all four, one for the landing
+    first, landed = reads
+    for order_id in ids:
+        order = Order.objects.get(pk=order_id)
+        times = dict(order.events.values_list("status", "created_at"))
+        assert times["routing"] == times["building"] == times["submitted"] == first
+        assert times["confirmed"] == order.updated_at == landed
 
 
 @TOGETHER

@@ -106,6 +106,27 @@ def test_a_step_written_together_has_one_time_read_just_before_its_statement(
 
 
 @TOGETHER
+def test_a_steps_updates_go_out_before_its_orders_are_sent(monkeypatch: Any) -> None:
+    ids = orders_create(3, first_wallet=90, amount="0.1")
+    calls: list[str] = []
+    real_flush, real_send = lockstep.outbox.flush, lockstep.transactions_send
+
+    def flush(*args: Any, **kwargs: Any) -> None:
+        calls.append("updates out")
+        real_flush(*args, **kwargs)
+
+    def send(*args: Any, **kwargs: Any) -> Any:
+        calls.append("sent")
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(lockstep.outbox, "flush", flush)
+    monkeypatch.setattr(lockstep, "transactions_send", send)
+    execute_orders_task(order_ids=ids)
+    assert statuses(ids) == [OrderStatus.CONFIRMED] * 3
+    assert calls == ["updates out", "sent"]
+
+
+@TOGETHER
 def test_the_statements_do_not_grow_with_the_orders_executed_together() -> None:
     """Loading, locking, writing the transitions, sending and landing: one statement per step
     for all of them (the fee estimate's count of recent transactions, sampled once a second,

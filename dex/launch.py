@@ -39,7 +39,7 @@ LAUNCH_SPREAD_BPS = {"raydium": 150, "meteora": -150}  # 3 % apart, as the seed 
 # Each side of a launched pool, in base units. Fewer than the least and a trade rounds to nothing
 # and the pool's price is not defined (an empty side); the most leaves the NUMERIC(40) reserve
 # columns room for every trade and drift step to come (the seed pools hold up to about 10^16).
-LAUNCH_RESERVE_UNITS = (1_000, 10**30)
+LAUNCH_RESERVE_UNITS = (1_000, 10**30)  # the most a power of ten, as the refusal says
 
 
 def mint_generate(symbol: str) -> str:
@@ -152,16 +152,17 @@ def _launch_fields(
             spread_bps=spread,
         )
     least, most = LAUNCH_RESERVE_UNITS
-    sides = (fields["reserve_a"], fields["reserve_b"]) if fields else None
-    if sides is None or not all(least <= units <= most for units in sides):
-        held = ""
-        if sides is not None:
-            held = f" (it would hold {sides[0]} base units of {token.symbol}, {sides[1]} of "
-            held += f"{quote.symbol})"
-        raise ValueError(
-            f"a {venue} pool at {price.normalize():f} {quote.symbol} per {token.symbol} with "
-            f"{reserve.normalize():f} {quote.symbol} of liquidity cannot trade{held}: each side "
-            f"needs {least:,} to 10^30 base units ({token.symbol} has {token.decimals} "
-            "decimals); change the price or the liquidity"
-        )
-    return fields
+    if fields and all(least <= fields[side] <= most for side in ("reserve_a", "reserve_b")):
+        return fields
+    held = (
+        f" (it would hold {fields['reserve_a']} base units of {token.symbol}, "
+        f"{fields['reserve_b']} of {quote.symbol})"
+        if fields
+        else ""
+    )
+    raise ValueError(
+        f"a {venue} pool at {price.normalize():f} {quote.symbol} per {token.symbol} with "
+        f"{reserve.normalize():f} {quote.symbol} of liquidity cannot trade{held}: each side "
+        f"needs {least:,} to 10^{len(str(most)) - 1} base units ({token.symbol} has "
+        f"{token.decimals} decimals); change the price or the liquidity"
+    )

@@ -134,7 +134,9 @@ class Outbox:
             self._queue.put(messages)
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait until everything queued so far is done (tests, shutdown)."""
+        """Wait until everything queued so far is done, the lingering dispatches released with
+        it: at shutdown, in tests, and in a pool process between a step's commit and the work
+        that follows (engine.lockstep), so that the step's updates go out first."""
         if self._pid != os.getpid():
             return
         done = threading.Event()

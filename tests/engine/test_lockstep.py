@@ -14,10 +14,11 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from dex.chain import transactions_send
 from dex.models import ChainTransaction
-from engine import lockstep
+from engine import lockstep, transitions
 from engine.tasks import execute_orders_task
 from engine.transitions import orders_transitions as real_transitions
 from orders.models import Order, OrderStatus
@@ -81,10 +82,6 @@ def test_a_step_written_together_has_one_time_read_just_before_its_statement(
     """The routing, building and submitted events of all the orders of one step, and the
     orders' updated_at, are written by one statement and become true at its commit: they carry
     one timestamp, read after the steps were applied in memory, not one per transition."""
-    from django.utils import timezone
-
-    from engine import transitions
-
     reads: list[Any] = []
     real_now = timezone.now
 

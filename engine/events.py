@@ -238,25 +238,43 @@ def _send_all(messages: list[dict[str, Any]], loop: asyncio.AbstractEventLoop) -
     """Send in commit order: per order (the consumers' seq check relies on it) and across
     orders too, so the firehose shows this process's events as they happened."""
     layer = get_channel_layer()
+    sends = group_sends(messages)
     if isinstance(layer, PubSubChannelLayer):
         # The whole batch in one pipeline: one round trip, and Redis runs it in order.
-        sends = []
-        for message in messages:
-            sends += [(order_group(message["order_id"]), message), (FIREHOSE_GROUP, message)]
         if layer.can_send_blocking:  # from this thread: no event loop to run per batch
             layer.group_send_blocking(sends)
         else:
             loop.run_until_complete(layer.group_send_many(sends))
         return
-    loop.run_until_complete(_send_each(layer, messages))
+    loop.run_until_complete(_send_each(layer, sends))
 
 
-async def _send_each(layer: Any, messages: list[dict[str, Any]]) -> None:
-    for message in messages:  # another layer: an event's two groups at once, events in order
-        await asyncio.gather(
-            layer.group_send(order_group(message["order_id"]), message),
-            layer.group_send(FIREHOSE_GROUP, message),
-        )
+def group_sends(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The channel-layer sends for updates committed one after another: one message per group
+    that hears of them, the firehose's with all of them in commit order, each order's with its
+    own in seq order. One update goes as it is (`order.update`); several go as one
+    `order.updates` (the consumers forward its updates one by one, as if sent separately).
+
+    A step of orders executed together commits a dozen or more updates at once; sent one
+    message each, every one of them was a PUBLISH, a read of the subscriber connection and a
+    turn of each consumer's receive loop in every daphne process, one after another."""
+    by_order: dict[str, list[dict[str, Any]]] = {}
+    for message in messages:
+        by_order.setdefault(message["order_id"], []).append(message)
+    sends = [(FIREHOSE_GROUP, _together(messages))]
+    sends += [(order_group(order_id), _together(own)) for order_id, own in by_order.items()]
+    return sends
+
+
+def _together(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(messages) == 1:
+        return messages[0]
+    return {"type": "order.updates", "updates": messages}
+
+
+async def _send_each(layer: Any, sends: list[tuple[str, dict[str, Any]]]) -> None:
+    for group, message in sends:  # another layer: one at a time, in order
+        await layer.group_send(group, message)
 
 
 outbox = Outbox()

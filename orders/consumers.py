@@ -167,6 +167,11 @@ class OrderFeedConsumer(AsyncWebsocketConsumer):
                 await self.send(text_data=text)
                 self.last_seq[order_id] = seq
 
+    async def order_updates(self, message: dict[str, Any]) -> None:
+        """Live events committed together (engine.events.group_sends), forwarded one by one."""
+        for update in message["updates"]:
+            await self.order_update(update)
+
     async def order_update(self, message: dict[str, Any]) -> None:
         """A live event from the channel layer."""
         order_id, seq = message["order_id"], message["seq"]

@@ -10,11 +10,15 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from engine.events import outbox
+import engine.events
+from engine.events import event_message, order_group, outbox
 from engine.services import OrderRequest, order_submit
+from engine.wire import event_to_wire
+from orders.models import OrderEvent
 from orders.routing import websocket_urlpatterns
 from tests.conftest import make_wallet
 from tests.engine.test_pipeline import run_to_end
@@ -138,6 +142,32 @@ async def test_subscribing_again_sends_nothing_twice() -> None:
     await execute(order)
     assert [e["seq"] for e in await receive_updates(ws, 4)] == [2, 3, 4, 5]
     assert await ws.receive_nothing(timeout=0.3)
+    await ws.disconnect()
+
+
+async def test_updates_sent_together_are_forwarded_one_by_one_and_a_gap_is_filled(
+    monkeypatch,
+) -> None:
+    """Updates committed together reach the layer as one `order.updates` message; the consumer
+    forwards them as if they had come one by one: a gap between two of them is read from
+    PostgreSQL, and an update the client already has is not sent again."""
+    order = await submit()
+    ws = await connect(f"/ws/orders/{order.pk}")
+    assert [e["seq"] for e in await receive_updates(ws, 1)] == [1]
+    monkeypatch.setattr(engine.events, "_send_all", lambda messages, loop: None)  # all lost
+    await execute(order)
+    assert await ws.receive_nothing(timeout=0.3)
+
+    events = await database_sync_to_async(
+        lambda: {
+            e.seq: event_message(event_to_wire(e)) for e in OrderEvent.objects.filter(order=order)
+        }
+    )()
+    batch = {"type": "order.updates", "updates": [events[2], events[4], events[3]]}
+    await get_channel_layer().group_send(order_group(str(order.pk)), batch)
+    received = await receive_updates(ws, 4)
+    assert [(e["seq"], e["status"]) for e in received] == list(enumerate(FULL, 1))[1:]
+    assert await ws.receive_nothing(timeout=0.3)  # seq 3, late in the batch, not twice
     await ws.disconnect()
 
 

@@ -187,12 +187,14 @@ def values_update(
     """An UPDATE of many rows in one statement, each with its own values for `fields`:
     `UPDATE t SET c = v.c … FROM (VALUES (pk, c, …), …) AS v WHERE t.pk = v.pk`. `rows` are
     (pk, values as the database takes them); each VALUES column is cast to its field's type,
-    which PostgreSQL cannot infer there. Returns the SQL and its parameters (a statement of its
-    own, or a CTE of a bigger one)."""
+    which PostgreSQL cannot infer there, without the type's modifier (`varchar`, `numeric`):
+    the column's own length and scale then apply on assignment, as for a value written alone
+    (an explicit `::varchar(32)` would cut a longer string silently). Returns the SQL and its
+    parameters (a statement of its own, or a CTE of a bigger one)."""
     quote = connection.ops.quote_name
     pk = model._meta.pk
     columns = [pk, *fields]
-    casts = ", ".join(f"%s::{f.db_type(connection)}" for f in columns)
+    casts = ", ".join(f"%s::{_type_of(f, connection)}" for f in columns)
     names = [f"v{index}" for index in range(len(columns))]
     sets = ", ".join(f"{quote(f.column)} = v.{n}" for f, n in zip(fields, names[1:], strict=True))
     sql = (
@@ -204,6 +206,14 @@ def values_update(
     for key, values in rows:
         params += [pk.get_db_prep_value(key, connection), *values]
     return sql, params
+
+
+def _type_of(field: Field, connection: BaseDatabaseWrapper) -> str:
+    """The field's column type without its modifier: `varchar(16)` → `varchar`."""
+    db_type = field.db_type(connection)
+    if db_type is None:
+        raise TypeError(f"{field} has no column type")
+    return db_type.split("(", 1)[0].strip()
 
 
 def rows_save(instances: list[Model], update_fields: Iterable[str]) -> None:

@@ -7,11 +7,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, DataError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from config.sql import row_insert, row_load, row_save, row_update
+from config.sql import row_insert, row_load, row_save, row_update, rows_insert, rows_save
 from dex import models
 from dex.chain import signature_status, transaction_send
 from tests.dex.test_chain import _build
@@ -116,3 +116,20 @@ def test_an_insert_applies_defaults_and_can_leave_an_existing_row_alone() -> Non
     assert row_insert(clash, unless_exists="signature") is False
     assert clash.pk is None
     assert models.ChainTransaction.objects.get(signature="sig-a").reference == "ref-a"
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut() -> None:
+    """`rows_save` casts its VALUES to the column's type without its length: a value too long
+    fails as it would written alone (an explicit `::varchar(32)` cut it silently)."""
+    lands_at = timezone.now() + timedelta(seconds=5)
+    rows = [
+        models.ChainTransaction(
+            signature=f"long-{i}", reference=f"long-{i}", tx={}, lands_at=lands_at
+        )
+        for i in range(2)
+    ]
+    rows_insert(rows, key="signature")
+    rows[0].error_code = "x" * 40  # the column holds 32
+    with pytest.raises(DataError), transaction.atomic():
+        rows_save(rows, ["error_code"])
+    assert models.ChainTransaction.objects.filter(error_code__startswith="x").count() == 0

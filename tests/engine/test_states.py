@@ -4,11 +4,13 @@ rows, with one event per transition and seq rising by one."""
 from __future__ import annotations
 
 import itertools
+import logging
 
 import pytest
 from django.db import transaction
 
 from engine.errors import IllegalTransition
+from engine.events import outbox
 from engine.states import TRANSITIONS
 from engine.transitions import order_transition
 from orders.models import Order, OrderEvent, OrderStatus
@@ -73,3 +75,30 @@ def test_event_seq_is_unique_per_order(submit) -> None:
     order = submit()
     with pytest.raises(IntegrityError), transaction.atomic():
         OrderEvent.objects.create(order=order, seq=1, status="routing", created_at=timezone.now())
+
+
+class _RolledBack(Exception):
+    pass
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_transition_is_logged_once_committed_and_not_if_rolled_back(
+    submit, caplog, monkeypatch
+) -> None:
+    """The log says what happened: a transition is logged after its commit, once its update is
+    handed to the outbox, and one whose transaction rolls back is not logged at all."""
+    caplog.set_level(logging.INFO, logger="engine.transitions")
+    order = submit()
+    with pytest.raises(_RolledBack), transaction.atomic():
+        order_transition(Order.objects.select_for_update().get(pk=order.pk), OrderStatus.ROUTING)
+        raise _RolledBack
+    assert "transition" not in caplog.text
+
+    handed: list[str] = []  # the log as it was when the update was handed to the outbox
+    publish = outbox.publish
+    monkeypatch.setattr(outbox, "publish", lambda m: (handed.append(caplog.text), publish(m)))
+    with transaction.atomic():
+        order_transition(Order.objects.select_for_update().get(pk=order.pk), OrderStatus.ROUTING)
+        assert "transition" not in caplog.text  # not before the commit
+    assert len(handed) == 1 and "transition" not in handed[0]
+    assert f"transition order={order.pk} seq=2 pending->routing attempt=0" in caplog.text

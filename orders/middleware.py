@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from orders.errors import error_body
@@ -37,10 +37,14 @@ class RequestGuardMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, OperationalError | InterfaceError | DatabaseError):
+        """503 for what an outage raises: the connection's errors (`OperationalError`, which
+        also covers a restart, a cancelled statement or a deadlock, and `InterfaceError`).
+        Any other database error (a value out of range, a constraint, bad SQL) is the same on
+        every retry: not an outage, so not "try again shortly"; it goes to Django's 500 handler
+        (a JSON body, the traceback in the log)."""
+        if isinstance(exception, OperationalError | InterfaceError):
             logger.warning("database unavailable path=%s error=%s", request.path, exception)
-            if isinstance(exception, OperationalError | InterfaceError):  # the connection's fault
-                database_pool_check()
+            database_pool_check()
             return _unavailable("database", exception)
         if isinstance(exception, redis.RedisError):
             logger.warning("redis unavailable path=%s error=%s", request.path, exception)

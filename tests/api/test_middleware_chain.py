@@ -21,7 +21,7 @@ import pytest
 from asgiref import sync
 from django.conf import settings
 from django.core import signals
-from django.db import OperationalError, connections
+from django.db import DataError, IntegrityError, OperationalError, ProgrammingError, connections
 
 from tests.conftest import make_wallet
 
@@ -185,6 +185,36 @@ async def test_a_database_error_in_the_view_is_still_a_503(monkeypatch, hops) ->
     assert json.loads(content)["error"] == "service_unavailable"
     assert headers[b"Retry-After"] == b"5"
     assert sum(hops.values()) <= MOST_HOPS, hops
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize(
+    "error",
+    [
+        DataError("numeric field overflow"),
+        IntegrityError("duplicate key value violates unique constraint"),
+        ProgrammingError("column does not exist"),
+    ],
+)
+async def test_a_database_error_that_is_not_an_outage_is_a_500_not_a_503(
+    error, monkeypatch, caplog
+) -> None:
+    """The same error on every retry is a bug to look at, not an outage to wait out: Django's
+    500 (JSON, no trace in the body) with the traceback logged, no Retry-After."""
+    from orders.views import OrderExecuteView
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(OrderExecuteView, "post", broken)
+    status, headers, content = await asgi_request(
+        daphne_app(), "POST", "/api/orders/execute", json.dumps(ORDER).encode()
+    )
+    assert status == 500, content
+    assert json.loads(content)["error"] == "internal_error"
+    assert b"Retry-After" not in headers
+    assert "database unavailable" not in caplog.text
+    assert any(r.exc_info and r.exc_info[1] is error for r in caplog.records)
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.db import DataError
 
 import engine.events
 from engine.events import event_message, order_group, outbox
@@ -265,3 +266,20 @@ async def _close_thread_connections():  # type: ignore[no-untyped-def]
     from django.db import connections
 
     await database_sync_to_async(connections.close_all)()
+
+
+async def test_a_database_error_that_is_not_an_outage_is_not_answered_as_one(monkeypatch) -> None:
+    """Only the connection's errors get the 4503 "come back later"; a database error that would
+    recur on every retry (here a value out of range in the replay) fails the consumer, which
+    daphne closes with 1011 and logs."""
+    import orders.consumers
+
+    async def broken(order_id: str, seq: int) -> list[str]:
+        raise DataError("integer out of range")
+
+    monkeypatch.setattr(orders.consumers, "_events_after", broken)
+    order = await submit()
+    communicator = WebsocketCommunicator(APP, f"/ws/orders/{order.pk}")
+    with pytest.raises(DataError):
+        await communicator.connect()
+        await communicator.receive_from(timeout=5)  # no service_unavailable message first

@@ -72,9 +72,9 @@ def orders_transitions(moves: list[tuple[Order, list[Step]]]) -> list[list[Order
     if not moves:
         return []
     written: list[tuple[Order, list[str], list[OrderEvent]]] = []
-    changes: list[tuple[Order, str, OrderEvent]] = []
+    lines: list[tuple[Any, ...]] = []
     for order, steps in moves:
-        events, changed = _apply(order, steps, changes)
+        events, changed = _apply(order, steps, lines)
         written.append((order, changed, events))
     now = timezone.now()
     for order, _, events in written:
@@ -84,17 +84,6 @@ def orders_transitions(moves: list[tuple[Order, list[Step]]]) -> list[list[Order
     _write(written)
     for order, _, events in written:
         events_announce(order, events)
-    lines = [
-        (
-            order.id,
-            event.seq,
-            previous,
-            event.status,
-            event.attempt,
-            f" error={order.error_code!r}" if event.status == "failed" else "",
-        )
-        for order, previous, event in changes
-    ]
     transaction.on_commit(lambda: _log(lines))  # after the updates are handed to the outbox
     return [events for _, _, events in written]
 
@@ -105,10 +94,10 @@ def _log(lines: list[tuple[Any, ...]]) -> None:
 
 
 def _apply(
-    order: Order, steps: list[Step], changes: list[tuple[Order, str, OrderEvent]]
+    order: Order, steps: list[Step], lines: list[tuple[Any, ...]]
 ) -> tuple[list[OrderEvent], list[str]]:
     """The steps applied to the order in memory: its events (their time set by the caller),
-    and the columns they changed; each change noted in `changes` for the log."""
+    and the columns they changed; each transition's log line added to `lines`."""
     events: list[OrderEvent] = []
     changed = {"status", "last_seq", "updated_at"}
     for step in steps:
@@ -123,15 +112,25 @@ def _apply(
         for name, value in step.fields.items():
             setattr(order, name, value)
         changed.update(step.fields)
-        event = OrderEvent(
-            order=order,
-            seq=order.last_seq,
-            status=step.status,
-            attempt=order.attempts,
-            payload=step.payload,
+        events.append(
+            OrderEvent(
+                order=order,
+                seq=order.last_seq,
+                status=step.status,
+                attempt=order.attempts,
+                payload=step.payload,
+            )
         )
-        events.append(event)
-        changes.append((order, previous, event))
+        lines.append(
+            (
+                order.id,
+                order.last_seq,
+                previous,
+                step.status,
+                order.attempts,
+                f" error={order.error_code!r}" if step.status == "failed" else "",
+            )
+        )
     return events, sorted(changed)
 
 

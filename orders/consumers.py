@@ -21,12 +21,12 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 
 from config.fastjson import dumps
 from engine.events import FIREHOSE_GROUP, order_group
 from engine.wire import event_to_wire
-from orders.middleware import database_pool_check
+from orders.middleware import DATABASE_OUTAGE, database_pool_check
 from orders.models import Order, OrderEvent
 
 logger = logging.getLogger("orders.ws")
@@ -64,7 +64,7 @@ def _on_db_thread(func: Callable[..., _R]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> _R:
         try:
             return func(*args, **kwargs)
-        except (OperationalError, InterfaceError):
+        except DATABASE_OUTAGE:
             database_pool_check()  # as the HTTP side does: one stale connection, not all of them
             raise
         finally:
@@ -99,8 +99,7 @@ class OrderFeedConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         """PostgreSQL or Redis down is answered as HTTP answers it (503): an error message and a
         4503 close that tells the client to come back, not a crashed consumer (1011). As over
-        HTTP, only the connection's errors are an outage (`OperationalError`, `InterfaceError`);
-        another database error would be the same on every retry, a bug: the consumer's 1011.
+        HTTP, only `DATABASE_OUTAGE` is an outage; another database error is a bug: the 1011.
 
         Channels' own dispatch first runs close_old_connections on its thread-sensitive thread,
         for every message: one hop through daphne's single sync thread per update delivered to
@@ -111,7 +110,7 @@ class OrderFeedConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         try:
             await handler(message)
-        except (OperationalError, InterfaceError, redis.RedisError) as error:
+        except (*DATABASE_OUTAGE, redis.RedisError) as error:
             if message["type"] == "websocket.disconnect":
                 raise StopConsumer() from error  # the client has gone: nothing to tell it
             dependency = "redis" if isinstance(error, redis.RedisError) else "database"

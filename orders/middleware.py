@@ -15,6 +15,11 @@ from orders.errors import error_body
 
 logger = logging.getLogger("orders.middleware")
 
+#: What a database outage raises: the connection's errors (`OperationalError` also covers a
+#: restart, a cancelled statement and a deadlock). Any other database error (a value out of
+#: range, a constraint, bad SQL) is the same on every retry: a bug, not "try again shortly".
+DATABASE_OUTAGE = (OperationalError, InterfaceError)
+
 
 class RequestGuardMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -37,12 +42,9 @@ class RequestGuardMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        """503 for what an outage raises: the connection's errors (`OperationalError`, which
-        also covers a restart, a cancelled statement or a deadlock, and `InterfaceError`).
-        Any other database error (a value out of range, a constraint, bad SQL) is the same on
-        every retry: not an outage, so not "try again shortly"; it goes to Django's 500 handler
-        (a JSON body, the traceback in the log)."""
-        if isinstance(exception, OperationalError | InterfaceError):
+        """503 for an outage (`DATABASE_OUTAGE`, Redis); any other database error goes to
+        Django's 500 handler (a JSON body, the traceback in the log)."""
+        if isinstance(exception, DATABASE_OUTAGE):
             logger.warning("database unavailable path=%s error=%s", request.path, exception)
             database_pool_check()
             return _unavailable("database", exception)

@@ -41,6 +41,15 @@ def placeholders(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
+#: A statement's own reading of the clock, taken by PostgreSQL as it runs the statement: `WITH
+#: {CLOCK_CTE}, …`, then `{CLOCK}` wherever a row it writes takes that time. Read once per
+#: statement (a CTE calling a volatile function is evaluated once), so every row gets the same
+#: time, and read after the parameters are built, sent, parsed and bound: an event's timestamp
+#: says when it was written, as close to its commit as the engine can read the time.
+CLOCK_CTE = "clock AS (SELECT clock_timestamp() AS t)"
+CLOCK = "(SELECT t FROM clock)"
+
+
 def mark_saved(instances: Iterable[Model], connection: BaseDatabaseWrapper) -> None:
     """What the ORM records on an instance it has written."""
     for instance in instances:
@@ -182,21 +191,30 @@ def row_update(model: type[Model], pk: Any, values: dict[str, Any]) -> int:
 
 
 def values_update(
-    model: type[Model], fields: list[Field], rows: list[tuple[Any, list[Any]]], connection: Any
+    model: type[Model],
+    fields: list[Field],
+    rows: list[tuple[Any, list[Any]]],
+    connection: Any,
+    *,
+    expressions: dict[Field, str] | None = None,
 ) -> tuple[str, list[Any]]:
     """An UPDATE of many rows in one statement, each with its own values for `fields`:
     `UPDATE t SET c = v.c … FROM (VALUES (pk, c, …), …) AS v WHERE t.pk = v.pk`. `rows` are
     (pk, values as the database takes them); each VALUES column is cast to its field's type,
     which PostgreSQL cannot infer there, without the type's modifier (`varchar`, `numeric`):
     the column's own length and scale then apply on assignment, as for a value written alone
-    (an explicit `::varchar(32)` would cut a longer string silently). Returns the SQL and its
+    (an explicit `::varchar(32)` would cut a longer string silently). `expressions` set further
+    columns to one SQL expression for every row (`{updated_at: CLOCK}`). Returns the SQL and its
     parameters (a statement of its own, or a CTE of a bigger one)."""
     quote = connection.ops.quote_name
     pk = model._meta.pk
     columns = [pk, *fields]
     casts = ", ".join(f"%s::{_type_of(f, connection)}" for f in columns)
     names = [f"v{index}" for index in range(len(columns))]
-    sets = ", ".join(f"{quote(f.column)} = v.{n}" for f, n in zip(fields, names[1:], strict=True))
+    sets = ", ".join(
+        [f"{quote(f.column)} = v.{n}" for f, n in zip(fields, names[1:], strict=True)]
+        + [f"{quote(f.column)} = {sql}" for f, sql in (expressions or {}).items()]
+    )
     sql = (
         f"UPDATE {quote(model._meta.db_table)} AS t SET {sets} "
         f"FROM (VALUES {', '.join([f'({casts})'] * len(rows))}) AS v ({', '.join(names)}) "

@@ -18,10 +18,13 @@ from orders.models import Order, OrderEvent
 
 @cache
 def event_fields() -> tuple[Field, ...]:
-    """An event's columns apart from its id and its order."""
-    return tuple(
-        OrderEvent._meta.get_field(n) for n in ("seq", "status", "attempt", "payload", "created_at")
-    )
+    """An event's columns apart from its id, its order and its time (`event_time`)."""
+    return tuple(OrderEvent._meta.get_field(n) for n in ("seq", "status", "attempt", "payload"))
+
+
+def event_time() -> Field:
+    """An event's time: the time of the statement that writes it (config.sql.CLOCK)."""
+    return OrderEvent._meta.get_field("created_at")
 
 
 def order_load(order_id: Any, *, lock: bool = False) -> Order | None:

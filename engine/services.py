@@ -19,13 +19,13 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config.sql import column_list, db_values, mark_saved, placeholders
+from config.sql import CLOCK, CLOCK_CTE, column_list, db_values, mark_saved, placeholders
 from dex.router import market_load
 from dex.tokens import to_units, token_get
 from dex.types import DexError, NoRouteError
 from engine.errors import IdempotencyConflict, OrderConflict, OrderNotFound, OrderRejected
 from engine.formatting import iso
-from engine.rows import event_fields
+from engine.rows import event_fields, event_time
 from engine.tasks import order_dispatch
 from engine.transitions import event_announce, order_transition
 from orders.models import Order, OrderEvent, OrderStatus, OrderType
@@ -154,33 +154,30 @@ def order_submit(
 def _insert_created(order: Order) -> OrderEvent:
     """Insert the new order and its first event, `pending` (no transition leads to it), in one
     statement: the order's INSERT as a CTE, the event's INSERT reading the order's id from it
-    (see engine.rows)."""
+    (see engine.rows). The order's `created_at` and `updated_at` and the event's time are the
+    statement's (config.sql.CLOCK)."""
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
-    order_fields = Order._meta.concrete_fields
+    clocked = (Order._meta.get_field("created_at"), Order._meta.get_field("updated_at"))
+    order_fields = [f for f in Order._meta.concrete_fields if f not in clocked]
     params = db_values(order, order_fields, connection, add=True)
-    event = OrderEvent(
-        order=order,
-        seq=1,
-        status=OrderStatus.PENDING,
-        attempt=0,
-        payload={},
-        created_at=order.created_at,
-    )
+    event = OrderEvent(order=order, seq=1, status=OrderStatus.PENDING, attempt=0, payload={})
     params += db_values(event, event_fields(), connection)
     pk = quote(Order._meta.pk.column)
     sql = (
-        f"WITH new_order AS (INSERT INTO {quote(Order._meta.db_table)} "
-        f"({column_list(order_fields, connection)}) "
-        f"VALUES ({placeholders(len(order_fields))}) RETURNING {pk}) "
+        f"WITH {CLOCK_CTE}, new_order AS (INSERT INTO {quote(Order._meta.db_table)} "
+        f"({column_list([*order_fields, *clocked], connection)}) "
+        f"VALUES ({placeholders(len(order_fields))}, {CLOCK}, {CLOCK}) RETURNING {pk}) "
         f"INSERT INTO {quote(OrderEvent._meta.db_table)} "
         f"({quote(OrderEvent._meta.get_field('order').column)}, "
-        f"{column_list(event_fields(), connection)}) "
-        f"SELECT {pk}, {placeholders(len(event_fields()))} FROM new_order RETURNING id"
+        f"{column_list([*event_fields(), event_time()], connection)}) "
+        f"SELECT {pk}, {placeholders(len(event_fields()))}, {CLOCK} FROM new_order "
+        f"RETURNING id, {quote(event_time().column)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        (event.pk,) = cursor.fetchone()
+        event.pk, event.created_at = cursor.fetchone()
+    order.created_at = order.updated_at = event.created_at
     mark_saved((order, event), connection)
     return event
 

@@ -12,13 +12,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
-from config.sql import column_list, db_values, mark_saved, placeholders, values_update
+from config.sql import (
+    CLOCK,
+    CLOCK_CTE,
+    column_list,
+    db_values,
+    mark_saved,
+    placeholders,
+    values_update,
+)
 from engine.cache import orders_cache_store
 from engine.errors import IllegalTransition
 from engine.events import event_message, outbox
-from engine.rows import event_fields
+from engine.rows import event_fields, event_time
 from engine.states import TERMINAL, transition_allowed
 from engine.wire import event_public, event_to_wire, order_to_dict
 from orders.models import Order, OrderEvent
@@ -61,9 +68,10 @@ def orders_transitions(moves: list[tuple[Order, list[Step]]]) -> list[list[Order
     engine.lockstep): every order's steps checked and its events made as for one, and all of
     them written in one statement. Returns each order's events.
 
-    The events and the orders' `updated_at` take one time, read just before the statement:
-    they become true together, at its commit, so their timestamp is as close to that as the
-    engine can read it (the benchmark measures delivery from it). The transitions are logged
+    The events and the orders' `updated_at` take one time, read by PostgreSQL as it runs the
+    statement (config.sql.CLOCK): they become true together, at its commit, so their timestamp
+    is as close to that as the engine can read it (the benchmark measures delivery from it).
+    The transitions are logged
     once committed, after their updates are handed to the outbox: a transition rolled back is
     not logged as done, and the log lines are not written between the statement and its commit
     (a step of six orders writes eighteen)."""
@@ -76,11 +84,6 @@ def orders_transitions(moves: list[tuple[Order, list[Step]]]) -> list[list[Order
     for order, steps in moves:
         events, changed = _apply(order, steps, lines)
         written.append((order, changed, events))
-    now = timezone.now()
-    for order, _, events in written:
-        order.updated_at = now
-        for event in events:
-            event.created_at = now
     _write(written)
     for order, _, events in written:
         events_announce(order, events)
@@ -96,10 +99,11 @@ def _log(lines: list[tuple[Any, ...]]) -> None:
 def _apply(
     order: Order, steps: list[Step], lines: list[tuple[Any, ...]]
 ) -> tuple[list[OrderEvent], list[str]]:
-    """The steps applied to the order in memory: its events (their time set by the caller),
-    and the columns they changed; each transition's log line added to `lines`."""
+    """The steps applied to the order in memory: its events (their time set when written),
+    and the columns they changed besides `updated_at`; each transition's log line added to
+    `lines`."""
     events: list[OrderEvent] = []
-    changed = {"status", "last_seq", "updated_at"}
+    changed = {"status", "last_seq"}
     for step in steps:
         if not transition_allowed(order.status, step.status):
             raise IllegalTransition(
@@ -136,21 +140,24 @@ def _apply(
 
 def _write(written: list[tuple[Order, list[str], list[OrderEvent]]]) -> None:
     """The orders' changed columns and their new event rows in one statement: the events'
-    INSERT and the orders' UPDATE as CTEs, returning the events' ids (see engine.rows). One
+    INSERT and the orders' UPDATE as CTEs, returning the events' ids and the statement's time,
+    which the events take as `created_at` and the orders as `updated_at` (see engine.rows). One
     order is updated by id; several by a VALUES list, one UPDATE per set of changed columns."""
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
     fields = [OrderEvent._meta.get_field("order"), *event_fields()]
     events = [event for _, _, order_events in written for event in order_events]
     params = [v for event in events for v in db_values(event, fields, connection)]
+    updated_at = Order._meta.get_field("updated_at")
     updates: list[str] = []
     if len(written) == 1:
         order, changed, _ = written[0]
         order_fields = [Order._meta.get_field(name) for name in changed]
         params += [*db_values(order, order_fields, connection), order.pk]
+        sets = [f"{quote(f.column)} = %s" for f in order_fields]
         updates.append(
             f"UPDATE {quote(Order._meta.db_table)} "
-            f"SET {', '.join(f'{quote(f.column)} = %s' for f in order_fields)} "
+            f"SET {', '.join(sets)}, {quote(updated_at.column)} = {CLOCK} "
             f"WHERE {quote(Order._meta.pk.column)} = %s"
         )
     else:
@@ -160,22 +167,30 @@ def _write(written: list[tuple[Order, list[str], list[OrderEvent]]]) -> None:
         for changed, orders in by_columns.items():
             order_fields = [Order._meta.get_field(name) for name in changed]
             rows = [(o.pk, db_values(o, order_fields, connection)) for o in orders]
-            sql, values = values_update(Order, order_fields, rows, connection)
+            sql, values = values_update(
+                Order, order_fields, rows, connection, expressions={updated_at: CLOCK}
+            )
             updates.append(sql)
             params += values
     ctes = ", ".join(f"changed{index} AS ({sql})" for index, sql in enumerate(updates))
+    row = f"({placeholders(len(fields))}, {CLOCK})"
     sql = (
-        f"WITH inserted AS (INSERT INTO {quote(OrderEvent._meta.db_table)} "
-        f"({column_list(fields, connection)}) "
-        f"VALUES {', '.join([f'({placeholders(len(fields))})'] * len(events))} "
+        f"WITH {CLOCK_CTE}, inserted AS (INSERT INTO {quote(OrderEvent._meta.db_table)} "
+        f"({column_list(fields, connection)}, {quote(event_time().column)}) "
+        f"VALUES {', '.join([row] * len(events))} "
         f"RETURNING {quote(fields[0].column)}, seq, id), {ctes} "
-        f"SELECT {quote(fields[0].column)}, seq, id FROM inserted"
+        f"SELECT {quote(fields[0].column)}, seq, id, {CLOCK} FROM inserted"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        ids = {(order_id, seq): pk for order_id, seq, pk in cursor.fetchall()}
+        returned = cursor.fetchall()
+    ids = {(order_id, seq): pk for order_id, seq, pk, _ in returned}
+    now = returned[0][3]
     for event in events:
         event.pk = ids[(event.order_id, event.seq)]
+        event.created_at = now
+    for order, _, _ in written:
+        order.updated_at = now
     mark_saved(events, connection)
 
 

@@ -3,11 +3,13 @@ rows, with one event per transition and seq rising by one."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from engine.errors import IllegalTransition
 from engine.events import outbox
@@ -70,7 +72,6 @@ def test_a_transition_outside_a_transaction_is_refused(submit) -> None:
 @pytest.mark.django_db
 def test_event_seq_is_unique_per_order(submit) -> None:
     from django.db import IntegrityError
-    from django.utils import timezone
 
     order = submit()
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -102,3 +103,64 @@ def test_a_transition_is_logged_once_committed_and_not_if_rolled_back(
         assert "transition" not in caplog.text  # not before the commit
     assert len(handed) == 1 and "transition" not in handed[0]
     assert f"transition order={order.pk} seq=2 pending->routing attempt=0" in caplog.text
+
+
+@contextlib.contextmanager
+def _statement_windows(monkeypatch, module):  # type: ignore[no-untyped-def]
+    """Records (the last parameter built, the statement returned) around each write through
+    `module`'s `db_values` that reads the statement's clock."""
+    windows: list[list[object]] = [[None, None]]
+    real_values = module.db_values
+
+    def db_values(*args, **kwargs):  # type: ignore[no-untyped-def]
+        values = real_values(*args, **kwargs)
+        windows[-1][0] = timezone.now()
+        return values
+
+    def after(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        result = execute(sql, params, many, context)
+        if "clock_timestamp()" in sql:
+            windows[-1][1] = timezone.now()
+            windows.append([None, None])
+        return result
+
+    monkeypatch.setattr(module, "db_values", db_values)
+    with connection.execute_wrapper(after):
+        yield windows
+
+
+@pytest.mark.django_db
+def test_a_new_order_and_its_pending_event_take_their_statements_time(submit, monkeypatch) -> None:
+    """The order's createdAt and updatedAt and its pending event's timestamp are one time, read
+    by PostgreSQL as it writes them, after every parameter was built (the benchmark measures
+    delivery from it)."""
+    from engine import services
+
+    with _statement_windows(monkeypatch, services) as windows:
+        order = submit()
+    built, returned = windows[0]
+    event = order.events.get()
+    assert built < event.created_at < returned
+    assert order.created_at == order.updated_at == event.created_at
+    order.refresh_from_db()
+    assert order.created_at == order.updated_at == event.created_at
+
+
+@pytest.mark.django_db
+def test_a_transition_takes_its_statements_time(submit, monkeypatch) -> None:
+    """An order's transitions written together take one time, the statement's, as the order's
+    updated_at: the row as written, so the next step finds it unchanged (engine.rows)."""
+    from engine import transitions
+    from engine.rows import order_relock
+    from engine.transitions import Step, order_transitions
+
+    order = submit()
+    with _statement_windows(monkeypatch, transitions) as windows, transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        events = order_transitions(locked, [Step(OrderStatus.ROUTING), Step(OrderStatus.BUILDING)])
+        assert order_relock(locked) is locked  # as written: not read again
+    built, returned = windows[0]
+    stored = dict(order.events.values_list("seq", "created_at"))
+    assert built < stored[2] < returned
+    assert stored[2] == stored[3] == events[0].created_at == events[1].created_at
+    assert Order.objects.get(pk=order.pk).updated_at == locked.updated_at == stored[2]

@@ -35,6 +35,7 @@ from channels_redis.pubsub import (
     RedisSingleShardConnection,
 )
 from channels_redis.utils import _consistent_hash, _wrap_close, decode_hosts
+from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -60,6 +61,10 @@ def event_message(wire: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Adds a `first` send's commands for its items to a Redis pipeline on REDIS_URL (`pipelined`).
+Pipelined = Callable[[Any, list[Any]], None]
+
+
 @dataclass(frozen=True, slots=True)
 class Gathered:
     """One item for `send`, which takes a list: the items queued for one `send` while the
@@ -70,6 +75,7 @@ class Gathered:
     item: Any
     first: bool = False
     linger: float = 0.0
+    pipelined: Pipelined | None = None
 
 
 class Outbox:
@@ -114,6 +120,7 @@ class Outbox:
         *,
         first: bool = False,
         linger: float = 0.0,
+        pipelined: Pipelined | None = None,
     ) -> None:
         """Queue `item` for `send`; items queued close together go to one call of `send`, after
         the messages queued with them (an order's dispatch after its first update). With
@@ -121,12 +128,17 @@ class Outbox:
         copies, which a client told of an update must find refreshed (one round trip for the
         batch rather than one per order between its publishes).
 
+        A `first` send that is all Redis commands on REDIS_URL can give them as `pipelined`:
+        where the channel layer publishes on that server too, they then go in the pipeline that
+        publishes the batch's first messages, ahead of its PUBLISHes (Redis runs a pipeline in
+        order), instead of a round trip of their own before it.
+
         With `linger` (seconds), `send` is called at most once per `linger`: an item that comes
         within `linger` of the last call is held until then, with whatever joins it meanwhile
         (a steady stream of dispatches goes out a few orders per message instead of one). An
         item after a quiet spell goes at once. Messages and other effects are never held."""
         self._ensure_thread()
-        self._queue.put(Gathered(send, item, first, linger))
+        self._queue.put(Gathered(send, item, first, linger, pipelined))
 
     def publish(self, messages: list[dict[str, Any]]) -> None:
         if messages:
@@ -164,11 +176,13 @@ class Outbox:
             # all go before the batch's first message (a client that reads the order as soon as
             # it hears of an update must find at least that update).
             messages: list[dict[str, Any]] = []
-            gathered: dict[Callable[[list[Any]], Any], list[Any]] = {}
+            first: dict[Callable[[list[Any]], Any], list[Any]] = {}
+            pipelined: dict[Callable[[list[Any]], Any], Pipelined | None] = {}
             for entry in batch:
                 if isinstance(entry, Gathered) and entry.first:
-                    gathered.setdefault(entry.send, []).append(entry.item)
-            self._send_gathered(gathered)
+                    first.setdefault(entry.send, []).append(entry.item)
+                    pipelined[entry.send] = entry.pipelined
+            gathered: dict[Callable[[list[Any]], Any], list[Any]] = {}
             for entry in batch:
                 if isinstance(entry, list):
                     messages += entry
@@ -180,8 +194,9 @@ class Outbox:
                         gathered.setdefault(entry.send, []).append(entry.item)
                     continue
                 if messages:
-                    self._send(messages)
+                    self._send(messages, first, pipelined)
                     messages = []
+                self._send_gathered(first)  # before any effect, as before any message
                 if isinstance(entry, threading.Event):
                     self._send_gathered(gathered)  # a flush waits for these too
                     self._release_held()  # and for the lingering ones
@@ -192,7 +207,8 @@ class Outbox:
                     except Exception:
                         logger.warning("after-commit effect failed", exc_info=True)
             if messages:
-                self._send(messages)
+                self._send(messages, first, pipelined)
+            self._send_gathered(first)
             self._send_gathered(gathered)
             if self._held_wait() == 0:
                 self._release_held()
@@ -226,23 +242,49 @@ class Outbox:
                 logger.warning("after-commit effect failed", exc_info=True)
         gathered.clear()
 
-    def _send(self, messages: list[dict[str, Any]]) -> None:
+    def _send(
+        self,
+        messages: list[dict[str, Any]],
+        first: dict[Callable[[list[Any]], Any], list[Any]],
+        pipelined: dict[Callable[[list[Any]], Any], Pipelined | None],
+    ) -> None:
+        """Publish `messages`, the `first` sends not yet made going before them: in the same
+        pipeline where all of them can (`pipelined`, and a layer publishing on REDIS_URL),
+        else each in a call of its own first."""
         assert self._loop is not None
+        before: list[tuple[Pipelined, list[Any]]] = []
+        if first and all(pipelined.get(send) for send in first) and _publishes_on_redis_url():
+            before = [(pipelined[send], items) for send, items in first.items()]  # type: ignore[misc]
+            first.clear()
+        self._send_gathered(first)
         try:
-            _send_all(messages, self._loop)
+            _send_all(messages, self._loop, before)
         except Exception:
             logger.warning("publishing %d events failed", len(messages), exc_info=True)
 
 
-def _send_all(messages: list[dict[str, Any]], loop: asyncio.AbstractEventLoop) -> None:
+def _publishes_on_redis_url() -> bool:
+    """Whether the channel layer publishes from this thread on REDIS_URL's server and database
+    (the settings' default), so that other commands for REDIS_URL can share its pipeline."""
+    layer = get_channel_layer()
+    return isinstance(layer, PubSubChannelLayer) and layer.publishes_on(settings.REDIS_URL)
+
+
+def _send_all(
+    messages: list[dict[str, Any]],
+    loop: asyncio.AbstractEventLoop,
+    before: list[tuple[Pipelined, list[Any]]] | None = None,
+) -> None:
     """Send in commit order: per order (the consumers' seq check relies on it) and across
-    orders too, so the firehose shows this process's events as they happened."""
+    orders too, so the firehose shows this process's events as they happened. `before`: Redis
+    commands for REDIS_URL to run ahead of the PUBLISHes, in their pipeline (only given where
+    the layer publishes there, `_publishes_on_redis_url`)."""
     layer = get_channel_layer()
     sends = group_sends(messages)
     if isinstance(layer, PubSubChannelLayer):
         # The whole batch in one pipeline: one round trip, and Redis runs it in order.
         if layer.can_send_blocking:  # from this thread: no event loop to run per batch
-            layer.group_send_blocking(sends)
+            layer.group_send_blocking(sends, before=before)
         else:
             loop.run_until_complete(layer.group_send_many(sends))
         return
@@ -508,22 +550,54 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
         """Whether `group_send_blocking` can reach the hosts (not through a Sentinel)."""
         return all("master_name" not in host for host in self._hosts)
 
-    def group_send_blocking(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+    def group_send_blocking(
+        self,
+        sends: list[tuple[str, dict[str, Any]]],
+        *,
+        before: list[tuple[Pipelined, list[Any]]] | None = None,
+    ) -> None:
         """`group_send_many` from a thread with no event loop, on a synchronous Redis client
         per host: the same PUBLISHes, in order, in one pipeline per host.
 
         The outbox thread publishes every committed batch; running an event loop for each cost
-        it more CPU than the PUBLISHes themselves."""
+        it more CPU than the PUBLISHes themselves.
+
+        `before`: (add commands to a pipeline, items), for a layer with one host
+        (`publishes_on`): their commands go first in its pipeline, so they and the PUBLISHes
+        are one round trip. Their replies are checked here: one that failed is logged, and the
+        PUBLISHes stand."""
         by_host: dict[int, list[tuple[str, bytes]]] = {}
         for group, data in _serialized(sends, self.serialize):
             channel = f"{self.prefix}__group__{group}"  # RedisPubSubLoopLayer's group channel
             host = _consistent_hash(channel, len(self._hosts))
             by_host.setdefault(host, []).append((channel, data))
+        if before:
+            assert len(self._hosts) == 1, "commands before the PUBLISHes need one host"
+            by_host.setdefault(0, [])
         for host, items in by_host.items():
             pipe = self._blocking_client(host).pipeline(transaction=False)
+            for add, entries in before or ():
+                add(pipe, entries)
+            ahead = len(pipe)
             for channel, data in items:
                 pipe.publish(channel, data)
-            pipe.execute()
+            replies = pipe.execute(raise_on_error=False)
+            for reply in replies[:ahead]:
+                if isinstance(reply, Exception):
+                    logger.warning("a command sent before the PUBLISHes failed: %r", reply)
+            for reply in replies[ahead:]:
+                if isinstance(reply, Exception):
+                    raise reply
+            before = None
+
+    def publishes_on(self, url: str) -> bool:
+        """Whether `group_send_blocking` publishes on this Redis URL's server and database,
+        its only host: commands for that URL can then go in its pipeline."""
+        return (
+            self.can_send_blocking
+            and len(self._hosts) == 1
+            and self._hosts[0].get("address") == url
+        )
 
     def connect_blocking(self) -> None:
         """Open `group_send_blocking`'s connections now (a process's warm-up) instead of at

@@ -22,7 +22,7 @@ from config.sql import (
     placeholders,
     values_update,
 )
-from engine.cache import orders_cache_store
+from engine.cache import orders_cache_commands, orders_cache_store
 from engine.errors import IllegalTransition
 from engine.events import event_message, outbox
 from engine.rows import event_fields, event_time
@@ -205,7 +205,7 @@ def events_announce(order: Order, events: list[OrderEvent]) -> None:
     copy = (order_to_dict(order), [event_public(e) for e in events], not order_is_final(order))
 
     def after_commit() -> None:
-        outbox.gather(orders_cache_store, copy, first=True)
+        outbox.gather(orders_cache_store, copy, first=True, pipelined=orders_cache_commands)
         outbox.publish(messages)
 
     transaction.on_commit(after_commit)

@@ -1,7 +1,9 @@
 """A client that reacts to a WebSocket update by reading the order over HTTP must see at least
 that update: `GET /api/orders/<id>` of a live order is served from its Redis copy, which is
 refreshed after the commit on the outbox thread, so that refresh has to happen before the update
-is published. The cache write is slowed down here to make the race deterministic."""
+is published: in the pipeline that publishes it, ahead of the PUBLISH, where the channel layer
+publishes on REDIS_URL (the default), else in a round trip of its own first. That round trip is
+slowed down here to make the race deterministic."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from channels.layers import get_channel_layer
 
 import engine.transitions
 from engine.cache import order_cache_get
-from engine.events import order_group, outbox
+from engine.events import PubSubChannelLayer, order_group, outbox
 from engine.services import OrderRequest, order_submit
 from tests.conftest import make_wallet
 from tests.engine.test_pipeline import run_to_end
@@ -28,7 +30,10 @@ pytestmark = [
 ]
 
 
-async def test_an_update_is_published_only_after_the_order_cache_shows_it(monkeypatch) -> None:
+@pytest.mark.parametrize("shared", [True, False], ids=["one pipeline", "a round trip each"])
+async def test_an_update_is_published_only_after_the_order_cache_shows_it(
+    monkeypatch, shared: bool
+) -> None:
     real_store = engine.transitions.orders_cache_store
 
     def slow_store(*args: Any, **kwargs: Any) -> None:
@@ -36,6 +41,8 @@ async def test_an_update_is_published_only_after_the_order_cache_shows_it(monkey
         real_store(*args, **kwargs)
 
     monkeypatch.setattr(engine.transitions, "orders_cache_store", slow_store)
+    if not shared:
+        monkeypatch.setattr(PubSubChannelLayer, "publishes_on", lambda self, url: False)
     order, _ = await database_sync_to_async(order_submit)(
         request=OrderRequest(
             wallet_address=make_wallet(6),

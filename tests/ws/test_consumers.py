@@ -155,7 +155,9 @@ async def test_updates_sent_together_are_forwarded_one_by_one_and_a_gap_is_fille
     order = await submit()
     ws = await connect(f"/ws/orders/{order.pk}")
     assert [e["seq"] for e in await receive_updates(ws, 1)] == [1]
-    monkeypatch.setattr(engine.events, "_send_all", lambda messages, loop: None)  # all lost
+    monkeypatch.setattr(
+        engine.events, "_send_all", lambda messages, loop, before=None: None
+    )  # all lost
     await execute(order)
     assert await ws.receive_nothing(timeout=0.3)
 

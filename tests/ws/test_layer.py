@@ -193,6 +193,79 @@ async def test_a_forked_process_sends_on_connections_of_its_own(monkeypatch) -> 
     assert publisher._blocking_client(0) is not parent
 
 
+async def test_commands_before_a_blocking_send_share_its_pipeline_and_run_ahead(caplog) -> None:
+    """`before`'s commands go first in the pipeline of the PUBLISHes: one round trip, run in
+    order, so a listener that hears a message finds what they wrote. A command that fails is
+    logged and the PUBLISHes stand."""
+    publisher = make_layer(settings.REDIS_URL)
+    assert publisher.publishes_on(settings.REDIS_URL)
+    assert not publisher.publishes_on(settings.REDIS_URL + "1")
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete("oe:test:before", "oe:test:wrong")
+    client.set("oe:test:wrong", "a string")
+    listener = _listen(settings.REDIS_URL, FIREHOSE_GROUP)
+    seen: list[Any] = []
+    rounds: list[int] = []
+    pipeline_class = type(publisher._blocking_client(0).pipeline())
+    real_execute = pipeline_class.execute
+
+    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        rounds.append(len(self))
+        return real_execute(self, *args, **kwargs)
+
+    def add(pipe: Any, items: list[str]) -> None:
+        seen.append(items)
+        pipe.set("oe:test:before", ",".join(items))
+        pipe.zadd("oe:test:wrong", {"x": 1})  # WRONGTYPE: logged, not raised
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline_class, "execute", execute)
+        publisher.group_send_blocking(
+            [(FIREHOSE_GROUP, {"type": "order.update", "seq": 1})], before=[(add, ["a", "b"])]
+        )
+    assert seen == [["a", "b"]]
+    assert rounds == [3]  # SET, ZADD and PUBLISH in one pipeline
+    assert [m["seq"] for m in _heard(listener, publisher, 1)] == [1]
+    assert client.get("oe:test:before") == b"a,b"
+    assert "a command sent before the PUBLISHes failed" in caplog.text
+    client.delete("oe:test:before", "oe:test:wrong")
+    listener.close()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("shared", [True, False], ids=["one pipeline", "a round trip each"])
+async def test_an_orders_cache_refresh_goes_in_the_pipeline_of_its_updates(
+    monkeypatch, shared: bool
+) -> None:
+    """Where the channel layer publishes on REDIS_URL, the orders' Redis copies are written in
+    the pipeline that publishes their updates, ahead of the PUBLISHes; elsewhere they are
+    written by a round trip of their own first. Either way the copy is there when the update
+    is heard."""
+    import engine.transitions
+    from engine.cache import order_cache_get
+
+    stores: list[int] = []
+    real_store = engine.transitions.orders_cache_store
+    monkeypatch.setattr(
+        engine.transitions,
+        "orders_cache_store",
+        lambda entries: (stores.append(len(entries)), real_store(entries)),
+    )
+    if not shared:
+        monkeypatch.setattr(PubSubChannelLayer, "publishes_on", lambda self, url: False)
+    layer = make_layer(settings.REDIS_URL)
+    channel = await layer.new_channel()
+    await layer.group_add(FIREHOSE_GROUP, channel)
+    order = await database_sync_to_async(order_create)(wallet_address=make_wallet(61))
+    message = await asyncio.wait_for(layer.receive(channel), 10)
+    assert message["order_id"] == str(order.pk) and message["seq"] == 1
+    cached = await asyncio.to_thread(order_cache_get, str(order.pk))
+    assert cached is not None and [e["seq"] for e in cached["events"]] == [1]
+    await asyncio.to_thread(outbox.flush)
+    assert stores == ([] if shared else [1])
+    await layer.flush()
+
+
 async def test_a_layer_behind_a_sentinel_sends_through_its_event_loop() -> None:
     layer = PubSubChannelLayer(
         hosts=[{"master_name": "main", "sentinels": [("127.0.0.1", 26379)]}], prefix=PREFIX
@@ -252,8 +325,8 @@ def done(monkeypatch) -> list[str]:
     done: list[str] = []
     real_send_all = engine.events._send_all
 
-    def recording_send_all(messages: list[dict[str, Any]], loop: Any) -> None:
-        real_send_all(messages, loop)
+    def recording_send_all(messages: list[dict[str, Any]], loop: Any, before: Any = None) -> None:
+        real_send_all(messages, loop, before)
         done.extend(f"publish {m['seq']}" for m in messages)
 
     monkeypatch.setattr(engine.events, "_send_all", recording_send_all)

@@ -252,13 +252,15 @@ class Outbox:
         pipeline where all of them can (`pipelined`, and a layer publishing on REDIS_URL),
         else each in a call of its own first."""
         assert self._loop is not None
-        before: list[tuple[Pipelined, list[Any]]] = []
-        if first and all(pipelined.get(send) for send in first) and _publishes_on_redis_url():
-            before = [(pipelined[send], items) for send, items in first.items()]  # type: ignore[misc]
+        before = [(pipelined.get(send), items) for send, items in first.items()]
+        joined = [(add, items) for add, items in before if add is not None]
+        if joined and len(joined) == len(before) and _publishes_on_redis_url():
             first.clear()
+        else:
+            joined = []
         self._send_gathered(first)
         try:
-            _send_all(messages, self._loop, before)
+            _send_all(messages, self._loop, joined)
         except Exception:
             logger.warning("publishing %d events failed", len(messages), exc_info=True)
 

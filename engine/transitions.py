@@ -71,10 +71,9 @@ def orders_transitions(moves: list[tuple[Order, list[Step]]]) -> list[list[Order
     The events and the orders' `updated_at` take one time, read by PostgreSQL as it runs the
     statement (config.sql.CLOCK): they become true together, at its commit, so their timestamp
     is as close to that as the engine can read it (the benchmark measures delivery from it).
-    The transitions are logged
-    once committed, after their updates are handed to the outbox: a transition rolled back is
-    not logged as done, and the log lines are not written between the statement and its commit
-    (a step of six orders writes eighteen)."""
+    The transitions are logged once committed, after their updates are handed to the outbox: a
+    transition rolled back is not logged as done, and the log lines are not written between the
+    statement and its commit (a step of six orders writes eighteen)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("order_transition needs the caller's transaction")
     if not moves:

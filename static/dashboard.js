@@ -152,13 +152,27 @@
     return TERMINAL.has(r.status) && !(r.status === "failed" && r.willRetry);
   }
 
+  /** Fold events into a watched order's list: each seq once, in order. An answer from the API
+   * and the socket's updates can arrive in either order, and an event never changes once
+   * written, so the union of the two is never wrong; an older answer only adds what it knows. */
+  function addEvents(id, incoming) {
+    const bySeq = new Map((state.events.get(id) || []).map((e) => [e.seq, e]));
+    for (const e of incoming) bySeq.set(e.seq, e);
+    const events = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+    state.events.set(id, events);
+    return events;
+  }
+
+  const gapless = (events) => events.every((e, i) => e.seq === i + 1);
+
   /** An order as the API returns it (list item or detail with events). */
   function mergeOrder(o) {
     const id = o.orderId;
     let r = state.rows.get(id);
     chartFromOrder(o);
-    if (r && r.updatedAt && ms(o.updatedAt) < ms(r.updatedAt)) return r; // the socket is ahead
     const watched = state.following.has(id) || state.selected === id;
+    if (watched && Array.isArray(o.events)) addEvents(id, o.events.map((e) => ({ ...e, orderId: id })));
+    if (r && r.updatedAt && ms(o.updatedAt) < ms(r.updatedAt)) return r; // the socket is ahead
     if (!r) {
       if (!fits(o.createdAt) && !watched) return null;
       r = { id };
@@ -189,9 +203,7 @@
       hydrated: true,
     });
     if (Array.isArray(o.events)) {
-      const events = o.events.map((e) => ({ ...e, orderId: id }));
-      r.lastSeq = events.length ? events[events.length - 1].seq : null;
-      if (state.following.has(id) || state.selected === id) state.events.set(id, events);
+      r.lastSeq = o.events.length ? o.events[o.events.length - 1].seq : null;
     } else {
       r.lastSeq = null; // unknown: compare updates by time until an event tells
     }
@@ -262,12 +274,10 @@
       r.nextAttemptAt = ev.nextAttemptAt || null;
     }
     if (watched) {
-      const events = state.events.get(id);
-      if (events) {
-        const last = events.length ? events[events.length - 1].seq : 0;
-        if (ev.seq === last + 1) events.push(ev);
-        else if (ev.seq > last + 1) refetchOrder(id); // a gap: the database has it
-      }
+      const events = state.events.get(id) || [];
+      const last = events.length ? events[events.length - 1].seq : 0;
+      if (ev.seq === last + 1 && gapless(events)) events.push(ev);
+      else if (!gapless(addEvents(id, [ev]))) refetchOrder(id); // a gap: the database has it
       state.detailDirty = state.detailDirty || state.selected === id;
       if (isFinal(r) && state.following.has(id)) announce(r);
     }
@@ -662,21 +672,29 @@
     if (focusPanel && window.matchMedia("(max-width: 1100px)").matches) $("#detail-title").scrollIntoView({ block: "start" });
   }
 
-  const refetching = new Set();
+  // orderId -> asked for again while its answer was on the way (that answer may be older than
+  // what asked: it is fetched once more if the events still have a gap)
+  const refetching = new Map();
   async function refetchOrder(id) {
-    if (refetching.has(id)) return;
-    refetching.add(id);
+    if (refetching.has(id)) {
+      refetching.set(id, true);
+      return;
+    }
     try {
-      const { ok, body, status } = await api(`/api/orders/${encodeURIComponent(id)}`);
-      if (ok && body) {
-        if (state.following.has(id) || state.selected === id) state.events.set(id, []);
-        mergeOrder(body);
-        if (state.selected === id) state.detailDirty = true;
-        schedule();
-      } else if (status === 404) {
-        state.following.delete(id);
-        state.needHydrate.delete(id); // nothing to fill it from: stop asking
-        saveFollowing();
+      for (let again = true; again; ) {
+        refetching.set(id, false);
+        const { ok, body, status } = await api(`/api/orders/${encodeURIComponent(id)}`);
+        if (ok && body) {
+          mergeOrder(body);
+          if (state.selected === id) state.detailDirty = true;
+          schedule();
+        } else if (status === 404) {
+          state.following.delete(id);
+          state.needHydrate.delete(id); // nothing to fill it from: stop asking
+          saveFollowing();
+          return;
+        }
+        again = refetching.get(id) && state.events.has(id) && !gapless(state.events.get(id));
       }
     } catch (_) {
       /* offline: the next reconnect fills it */
@@ -1061,7 +1079,7 @@
     while (state.following.size > MAX_FOLLOWED) state.following.delete(state.following.values().next().value);
     saveFollowing();
     state.selected = id;
-    state.events.set(id, []);
+    if (!state.events.has(id)) state.events.set(id, []);
     mergeOrder(order);
     state.detailDirty = true;
     $("#detail-close").hidden = false;

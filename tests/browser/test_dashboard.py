@@ -9,6 +9,8 @@ Screenshots land in test-artifacts/ (gitignored).
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -154,6 +156,81 @@ def test_an_operator_submits_an_order_and_watches_it_confirm(
     )
     page.screenshot(path=str(artifacts / "dashboard-after-restart.png"), full_page=True)
     assert not [e for e in errors if "WebSocket" not in e and "ERR_CONNECTION" not in e], errors
+
+
+def test_the_order_panel_ends_with_every_event_when_its_answer_is_late_and_an_update_is_lost(
+    services, browser
+) -> None:
+    """Two races of the order panel, made to happen every time. The panel's GET of the order
+    it shows is held until the order has finished over the socket, so its answer (pending, one
+    event) arrives older than what the page already shows; and one of the order's live updates
+    (seq 2) never reaches the page, as when a message is missed across a reconnect. The gap is
+    seen while that GET is still out. The panel must still end with all five events, in order:
+    a late answer adds what it knows and takes nothing away, and a refetch asked for while one is
+    in flight is made after it, not dropped."""
+    _, port = services("daphne")
+    order_id = submit_over_http(port, 1)[0]  # no worker yet: the order waits, pending
+
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    lost: list[int] = []
+
+    def firehose(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            update = json.loads(message) if isinstance(message, str) else {}
+            if update.get("orderId") == order_id and update.get("seq") == 2:
+                lost.append(update["seq"])
+                return
+            ws.send(message)
+
+        server.on_message(to_page)
+
+    held: list[tuple[Any, Any]] = []
+
+    def hold_the_first_answer(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append((route, route.fetch()))  # read now (pending), answered later
+
+    page.route_web_socket(re.compile(r"/ws$"), firehose)
+    page.route(f"**/api/orders/{order_id}", hold_the_first_answer)
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.wait_for_selector(LIVE, timeout=15_000)
+    row = page.locator(f'#orders-body tr[data-order-id="{order_id}"]')
+    row.locator("button.id-btn").click()
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "the panel never asked for the order"
+        page.wait_for_timeout(50)
+    assert held[0][1].json()["status"] == "pending"
+
+    services("worker", name="panel", concurrency=1)
+    page.wait_for_selector(
+        f'#orders-body tr[data-order-id="{order_id}"][data-status="confirmed"]', timeout=30_000
+    )
+    assert lost == [2]
+    route, answer = held[0]
+    route.fulfill(response=answer)
+
+    page.wait_for_function(
+        "document.querySelectorAll('#detail .events li').length === 5", timeout=10_000
+    )
+    assert page.locator("#detail .events li .ev-seq").all_inner_texts() == [
+        "#1",
+        "#2",
+        "#3",
+        "#4",
+        "#5",
+    ]
+    assert page.locator("#detail .events li .ev-status").all_inner_texts() == [
+        "pending",
+        "routing",
+        "building",
+        "submitted",
+        "confirmed",
+    ]
 
 
 def test_a_rejected_order_shows_the_reason_next_to_the_field(

@@ -16,9 +16,12 @@ import asyncio
 import os
 import shlex
 import sys
+import time
 
-from bench import report
+from bench import repeat, report
 from bench.scenarios import SCENARIOS, Options
+
+PAUSE_BETWEEN_RUNS = 3.0  # seconds: the engine's trailing work (acks, periodic tasks) settles
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,6 +68,14 @@ def parser() -> argparse.ArgumentParser:
         help="also write every update received (commit and arrival times) to PATH as JSON lines",
     )
     p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the scenario N times, one after another against the same engine, and judge "
+        "speed on the median run, correctness on every run (bench.repeat)",
+    )
     p.add_argument("--name", help="result file name (default: the scenario)")
     p.add_argument("--profile", action="store_true", help="py-spy the web and worker processes")
     p.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
@@ -75,7 +86,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat: at least 1 run")
+    if args.repeat > 1 and (args.profile or args.deliveries):
+        p.error("--repeat: --profile and --deliveries describe one run; give them without it")
     from urllib.parse import urlparse
 
     host = urlparse(args.url).hostname
@@ -105,7 +121,15 @@ def main(argv: list[str] | None = None) -> int:
             "deliveries": args.deliveries,
         },
     )
-    result = asyncio.run(SCENARIOS[args.scenario](opts))
+    runs = []
+    for n in range(1, args.repeat + 1):
+        if n > 1:
+            time.sleep(PAUSE_BETWEEN_RUNS)
+        runs.append(asyncio.run(SCENARIOS[args.scenario](opts)))
+        if args.repeat > 1:
+            told = "; ".join(f"{t['name']} {t['value']}" for t in runs[-1].get("targets", []))
+            print(f"run {n} of {args.repeat}: {told}", file=sys.stderr)
+    result = repeat.combine(runs)
     command = "uv run python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     paths = report.write(result, name=args.name or args.scenario, command=command)
     print(paths[1].read_text())

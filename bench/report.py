@@ -56,13 +56,26 @@ def markdown(r: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"Load: {json.dumps(r['load'])}.")
     lines.append("")
+    repeats = r.get("repeats")
+    if repeats:
+        lines.append(
+            f"{repeats['runs']} runs against the same engine, one after another (started "
+            f"{', '.join(str(s) for s in repeats['started_at'])}). Speed is judged on the median "
+            "run (the worse middle one of an even number), what must always hold on the worst "
+            f"run; the tables below the targets are run {repeats['shown']}'s, the median run."
+        )
+        lines.append("")
     if r.get("targets"):
         lines += ["| target | measured | goal | |", "|---|---:|---:|:---:|"]
         for t in r["targets"]:
             mark = {True: "✅", False: "❌", None: "n/a"}[t["ok"]]
+            measured = _fmt(t["value"], t["unit"])
+            if "runs" in t:
+                how = "median" if t["judge"] == "median" else "worst"
+                each = " / ".join(_fmt(v) for v in t["runs"])
+                measured += f" ({how} of {each})"
             lines.append(
-                f"| {t['name']} | {_fmt(t['value'], t['unit'])} | {t['op']} "
-                f"{_fmt(t['goal'], t['unit'])} | {mark} |"
+                f"| {t['name']} | {measured} | {t['op']} {_fmt(t['goal'], t['unit'])} | {mark} |"
             )
         lines.append("")
     lines += [

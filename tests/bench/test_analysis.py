@@ -48,16 +48,31 @@ def delivered(events: list[dict[str, Any]], delay: float = 0.002) -> list[Delive
     ]
 
 
-@pytest.fixture
-def drive() -> Drive:
-    d = Drive(url="http://127.0.0.1:1", total=3, progress=False)
-    for i, run in enumerate(d.new_runs(order_body(n) for n in range(3))):
+MACHINE = {
+    "cpu": "test",
+    "cores": 2,
+    "memory_gb": 1,
+    "kernel": "x",
+    "python": "3.11",
+    "load_average_at_start": [0.0, 0.0, 0.0],
+}
+
+
+def answered_drive(orders: int) -> Drive:
+    """`orders` orders POSTed a second apart, each answered 201 in 5 ms as order-<i>."""
+    d = Drive(url="http://127.0.0.1:1", total=orders, progress=False)
+    for i, run in enumerate(d.new_runs(order_body(n) for n in range(orders))):
         run.due, run.sent, run.answered = 10.0 + i, 10.0 + i, 10.005 + i
         run.due_wall = T0 + i
         run.http_status = 201
         run.order_id = f"order-{i}"
         d.by_id[run.order_id] = run
     return d
+
+
+@pytest.fixture
+def drive() -> Drive:
+    return answered_drive(3)
 
 
 def test_a_clean_run_has_nothing_lost_or_missing(drive: Drive) -> None:
@@ -148,14 +163,7 @@ def test_the_report_writes_json_markdown_and_a_plot(drive: Drive, tmp_path: Path
         "started_at": "2026-01-01T00:00:00+00:00",
         "load": {"orders": 3},
         "engine": {"settings": {"mode": "capacity"}},
-        "machine": {
-            "cpu": "test",
-            "cores": 2,
-            "memory_gb": 1,
-            "kernel": "x",
-            "python": "3.11",
-            "load_average_at_start": [0.0, 0.0, 0.0],
-        },
+        "machine": MACHINE,
         "metrics": metrics,
         "resources": {
             "wall_seconds": 1.0,

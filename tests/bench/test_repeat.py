@@ -14,10 +14,9 @@ import pytest
 import bench.__main__ as cli
 from bench import report
 from bench.analysis import analyse
-from bench.client import Drive, order_body
 from bench.repeat import combine, judged
 from bench.scenarios import target
-from tests.bench.test_analysis import T0, history
+from tests.bench.test_analysis import MACHINE, T0, answered_drive, history
 
 LOST = "orders lost (never final)"
 ANSWERED = "requests answered 201"
@@ -25,19 +24,12 @@ P50 = "POST p50"
 P99 = "POST p99"
 
 
-def _metrics() -> tuple[dict[str, Any], dict[str, list[float]]]:
-    drive = Drive(url="http://127.0.0.1:1", total=2, progress=False)
-    for i, run in enumerate(drive.new_runs(order_body(n) for n in range(2))):
-        run.due, run.sent, run.answered = 10.0 + i, 10.0 + i, 10.005 + i
-        run.due_wall = T0 + i
-        run.http_status = 201
-        run.order_id = f"order-{i}"
-        drive.by_id[run.order_id] = run
-    histories = {f"order-{i}": {"events": history(T0 + i)} for i in range(2)}
-    return analyse(drive, histories, firehose=False, sockets=None)
-
-
-METRICS, DISTRIBUTIONS = _metrics()
+METRICS, DISTRIBUTIONS = analyse(
+    answered_drive(2),
+    {f"order-{i}": {"events": history(T0 + i)} for i in range(2)},
+    firehose=False,
+    sockets=None,
+)
 
 
 def run(
@@ -48,14 +40,7 @@ def run(
         "started_at": f"2026-11-25T20:00:0{mark or 0}+00:00",
         "load": {"orders": 3000, "mark": mark},
         "engine": {"settings": {"mode": "capacity"}},
-        "machine": {
-            "cpu": "test",
-            "cores": 2,
-            "memory_gb": 1,
-            "kernel": "x",
-            "python": "3.11",
-            "load_average_at_start": [0.0, 0.0, 0.0],
-        },
+        "machine": MACHINE,
         "metrics": copy.deepcopy(METRICS),
         "resources": {
             "wall_seconds": 30.0,

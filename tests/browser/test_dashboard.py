@@ -23,6 +23,7 @@ from tests.conftest import make_wallet
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 LIVE = '#conn[data-state="live"]'
+STEPS = ["pending", "routing", "building", "submitted", "confirmed"]
 
 
 def submit_over_http(port: int, n: int, first_wallet: int = 100) -> list[str]:
@@ -119,13 +120,7 @@ def test_an_operator_submits_an_order_and_watches_it_confirm(
     page.wait_for_function(
         "document.querySelectorAll('#detail .events li').length === 5", timeout=10_000
     )
-    assert page.locator("#detail .events li .ev-status").all_inner_texts() == [
-        "pending",
-        "routing",
-        "building",
-        "submitted",
-        "confirmed",
-    ]
+    assert page.locator("#detail .events li .ev-status").all_inner_texts() == STEPS
     assert "confirmed" in page.locator("#form-status").inner_text()
     page.screenshot(path=str(artifacts / "dashboard.png"))
     page.emulate_media(color_scheme="dark")  # the default for an operator's night shift
@@ -218,19 +213,9 @@ def test_the_order_panel_ends_with_every_event_when_its_answer_is_late_and_an_up
         "document.querySelectorAll('#detail .events li').length === 5", timeout=10_000
     )
     assert page.locator("#detail .events li .ev-seq").all_inner_texts() == [
-        "#1",
-        "#2",
-        "#3",
-        "#4",
-        "#5",
+        f"#{seq}" for seq in range(1, 6)
     ]
-    assert page.locator("#detail .events li .ev-status").all_inner_texts() == [
-        "pending",
-        "routing",
-        "building",
-        "submitted",
-        "confirmed",
-    ]
+    assert page.locator("#detail .events li .ev-status").all_inner_texts() == STEPS
 
 
 def test_a_rejected_order_shows_the_reason_next_to_the_field(

@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP through Django, WebSocket through Channels (served by daphne)."""
 
 import os
+import sys
 
 import django
 
@@ -43,6 +44,10 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# The loop thread hands requests to the HTTP threads and delivers every update: it must not wait
+# long for the interpreter lock while one of them runs a view (settings.WEB_SWITCH_INTERVAL_MS).
+sys.setswitchinterval(settings.WEB_SWITCH_INTERVAL_MS / 1000)
 
 # Every view imported now (Django imports them on the first request), connections opened and
 # threads started (config.warmup), and then what the process holds from here on kept out of the

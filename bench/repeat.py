@@ -41,7 +41,7 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "runs": values,
             }
         )
-    shown = _shown(runs)
+    shown = _shown(targets)
     result = {key: value for key, value in runs[shown].items() if key != "targets"}
     result["targets"] = targets
     result["repeats"] = {
@@ -74,18 +74,11 @@ def _badness(value: Any, op: str, goal: float) -> float:
     return abs(float(value) - goal)
 
 
-def _shown(runs: list[dict[str, Any]]) -> int:
+def _shown(targets: list[dict[str, Any]]) -> int:
     """The index of the median run of the headline target (or of the first target judged by the
-    median; the first run if there is none)."""
-    targets = runs[0].get("targets", [])
-    order = sorted(range(len(targets)), key=lambda i: not targets[i].get("headline"))
-    for i in order:
-        first = targets[i]
-        if first["judge"] != "median":
-            continue
-        values = [run["targets"][i]["value"] for run in runs]
-        if any(v is None for v in values):
-            return 0
-        value = judged(values, first["op"], first["goal"], "median")
-        return values.index(value)
-    return 0
+    median; the first run if there is none, or if that target went unmeasured in some run)."""
+    by_median = [t for t in targets if t["judge"] == "median"]
+    chosen = next((t for t in by_median if t.get("headline")), by_median[0] if by_median else None)
+    if chosen is None or chosen["value"] is None:
+        return 0
+    return chosen["runs"].index(chosen["value"])

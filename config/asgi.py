@@ -7,6 +7,11 @@ import django
 
 from config.handler import OneHopASGIHandler, daphne_bodies_to_django
 
+# daphne's access log goes to stdout, which Python buffers in 8 KB blocks when it is a pipe or a
+# file (honcho under `make run`, a service manager): a request's line showed up minutes later, or
+# at shutdown. daphne took this stream before importing us, so it is reconfigured in place.
+sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
 # Not get_asgi_application()'s handler: this one runs a request in one worker-thread call.

@@ -60,3 +60,17 @@ def test_one_line_per_transition_and_routing_decision_in_web_and_worker(services
     assert len(decisions) == 1
     assert "best=" in decisions[0] and "quotes=" in decisions[0] and "reason=" in decisions[0]
     assert f"ref=order={market} " in decisions[0]
+
+
+def test_the_access_log_has_each_request_as_it_is_answered(services) -> None:
+    """daphne writes its access log to stdout. Piped (honcho under `make run`, a file under nohup
+    or a service manager) and without PYTHONUNBUFFERED, Python held those lines in 8 KB blocks:
+    `make run` showed a request's line minutes later, or only at shutdown. The web process
+    writes them line by line however it is started (config.asgi)."""
+    web, port = services("daphne", env={"PYTHONUNBUFFERED": ""})  # empty: as if unset
+    answer = httpx.get(f"http://127.0.0.1:{port}/api/orders/00000000-0000-0000-0000-0000000000aa")
+    assert answer.status_code == 404
+    until(
+        lambda: '"GET /api/orders/00000000-0000-0000-0000-0000000000aa" 404' in web.log(),
+        timeout=10,
+    )

@@ -80,6 +80,25 @@ class Delivery:
     final: bool
 
 
+async def on_schedule(
+    runs: list[OrderRun], rate: float | None
+) -> AsyncIterator[tuple[int, OrderRun]]:
+    """Each run with its index, at its due time: the first 50 ms from now, then `rate` a second
+    (all at once without a rate), its `due` and `due_wall` set. Open loop: on schedule whether or
+    not the earlier ones have been answered, so a late answer's latency counts from when it was
+    due."""
+    t0 = time.perf_counter() + 0.05
+    wall0 = time.time() + 0.05
+    for i, run in enumerate(runs):
+        offset = i / rate if rate else 0.0
+        due = t0 + offset
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        run.due, run.due_wall = due, wall0 + offset
+        yield i, run
+
+
 def delivery(message: dict[str, Any], recv: float) -> Delivery:
     return Delivery(
         seq=message["seq"],
@@ -380,16 +399,8 @@ class Drive:
             if after is not None and run.order_id is not None:
                 await after(run)
 
-        t0 = time.perf_counter() + 0.05
-        wall0 = time.time() + 0.05
         tasks = []
-        for i, run in enumerate(runs):
-            offset = i / rate if rate else 0.0
-            due = t0 + offset
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            run.due, run.due_wall = due, wall0 + offset
+        async for _, run in on_schedule(runs, rate):
             tasks.append(asyncio.get_running_loop().create_task(one(run)))
         await asyncio.gather(*tasks)
 
@@ -642,15 +653,7 @@ class Drive:
                 return
             await self.submit_on(ws, run, hold=hold)
 
-        t0 = time.perf_counter() + 0.05
-        wall0 = time.time() + 0.05
         tasks = []
-        for i, run in enumerate(runs):
-            offset = i / rate if rate else 0.0
-            due = t0 + offset
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            run.due, run.due_wall = due, wall0 + offset
+        async for i, run in on_schedule(runs, rate):
             tasks.append(self.spawn(one(i, run)))
         return tasks

@@ -274,10 +274,7 @@
       r.nextAttemptAt = ev.nextAttemptAt || null;
     }
     if (watched) {
-      const events = state.events.get(id) || [];
-      const last = events.length ? events[events.length - 1].seq : 0;
-      if (ev.seq === last + 1 && gapless(events)) events.push(ev);
-      else if (!gapless(addEvents(id, [ev]))) refetchOrder(id); // a gap: the database has it
+      if (!gapless(addEvents(id, [ev]))) refetchOrder(id); // a gap: the database has it
       state.detailDirty = state.detailDirty || state.selected === id;
       if (isFinal(r) && state.following.has(id)) announce(r);
     }
